@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs the Debian dependencies (when missing) and builds cuae with the "release" preset into
+# build/. Safe to run repeatedly: an up-to-date build does nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
+if [ ! -f build/CMakeCache.txt ]; then
+  cmake --preset release
+fi
+cmake --build build -j "$(nproc)"
