@@ -1,0 +1,158 @@
+#include "cuae/tensor.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "host/runtime/check.hpp"
+
+namespace cuae {
+
+const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+std::size_t dtype_size(DType t) { return t == DType::F32 || t == DType::I32 ? 4 : 2; }
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
+    case DType::I32: return "I32";
+  }
+  return "?";
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream os;
+  os << "[";
+  for (std::size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
+  os << "]";
+  return os.str();
+}
+
+std::int64_t shape_numel(const Shape& s) {
+  std::int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+bool cuda_available() {
+  static const bool available = [] {
+    int n = 0;
+    // No driver, no device, or a driver older than the runtime: all mean "no GPU here".
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return n > 0;
+  }();
+  return available;
+}
+
+namespace {
+std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
+  if (bytes == 0) return {};
+  if (device == Device::CPU) {
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+    return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  }
+  if (!cuda_available()) throw Error("cannot allocate a CUDA tensor: no usable CUDA device");
+  void* p = nullptr;
+  CUAE_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+}
+
+cudaMemcpyKind kind_of(Device dst, Device src) {
+  if (dst == Device::CPU) return src == Device::CPU ? cudaMemcpyHostToHost : cudaMemcpyDeviceToHost;
+  return src == Device::CPU ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
+}
+}  // namespace
+
+Tensor::Tensor(Shape shape, DType dtype, Device device)
+    : shape_(std::move(shape)), dtype_(dtype), device_(device) {
+  for (auto d : shape_) CUAE_CHECK(d >= 0, "negative dimension in shape " + shape_str(shape_));
+  storage_ = allocate(nbytes(), device);
+  data_ = storage_.get();
+}
+
+Tensor Tensor::view(void* data, Shape shape, DType dtype, Device device) {
+  Tensor t;
+  t.data_ = data;
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  t.device_ = device;
+  return t;
+}
+
+Tensor Tensor::zeros(Shape shape, Device device) {
+  Tensor t(std::move(shape), DType::F32, device);
+  if (t.nbytes() == 0) return t;
+  if (device == Device::CPU) std::memset(t.data_, 0, t.nbytes());
+  else CUAE_CUDA_CHECK(cudaMemset(t.data_, 0, t.nbytes()));
+  return t;
+}
+
+Tensor Tensor::from(const std::vector<float>& values, Shape shape) {
+  CUAE_CHECK(static_cast<std::int64_t>(values.size()) == shape_numel(shape),
+             std::to_string(values.size()) + " values do not fill shape " + shape_str(shape));
+  Tensor t(std::move(shape));
+  if (!values.empty()) std::memcpy(t.data_, values.data(), t.nbytes());
+  return t;
+}
+
+std::int64_t Tensor::dim(int i) const {
+  CUAE_CHECK(i >= 0 && i < rank(), "dimension " + std::to_string(i) + " of a tensor of shape " + shape_str(shape_));
+  return shape_[static_cast<std::size_t>(i)];
+}
+
+float* Tensor::f32() const {
+  CUAE_CHECK(dtype_ == DType::F32, std::string("tensor is ") + dtype_name(dtype_) + ", not F32");
+  return static_cast<float*>(data_);
+}
+
+Tensor Tensor::to(Device device) const {
+  Tensor t(shape_, dtype_, device);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  CUAE_CHECK(src.numel() == numel() && src.dtype_ == dtype_,
+             "copy of " + shape_str(src.shape_) + " " + dtype_name(src.dtype_) + " into " + shape_str(shape_) + " " +
+                 dtype_name(dtype_));
+  if (nbytes() == 0) return;
+  if (device_ == Device::CPU && src.device_ == Device::CPU) {
+    std::memcpy(data_, src.data_, nbytes());
+    return;
+  }
+  CUAE_CUDA_CHECK(cudaMemcpy(data_, src.data_, nbytes(), kind_of(device_, src.device_)));
+}
+
+Tensor Tensor::reshape(Shape shape) const {
+  CUAE_CHECK(shape_numel(shape) == numel(), "cannot reshape " + shape_str(shape_) + " to " + shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::rows(std::int64_t begin, std::int64_t end) const {
+  CUAE_CHECK(rank() >= 1 && begin >= 0 && begin <= end && end <= shape_[0],
+             "rows [" + std::to_string(begin) + ", " + std::to_string(end) + ") of " + shape_str(shape_));
+  Tensor t = *this;
+  const std::int64_t row = shape_[0] ? numel() / shape_[0] : 0;
+  t.data_ = static_cast<char*>(data_) + static_cast<std::size_t>(begin * row) * dtype_size(dtype_);
+  t.shape_[0] = end - begin;
+  return t;
+}
+
+std::vector<float> Tensor::values() const {
+  CUAE_CHECK(dtype_ == DType::F32, "values() needs an F32 tensor");
+  std::vector<float> v(static_cast<std::size_t>(numel()));
+  if (v.empty()) return v;
+  if (device_ == Device::CPU) std::memcpy(v.data(), data_, nbytes());
+  else CUAE_CUDA_CHECK(cudaMemcpy(v.data(), data_, nbytes(), cudaMemcpyDeviceToHost));
+  return v;
+}
+
+}  // namespace cuae

@@ -1,0 +1,41 @@
+// Fills the two op tables from the one X-macro list; a missing or mis-typed op fails to link/compile.
+#include "kernels/ops.hpp"
+
+namespace cuae::kern {
+
+const OpTable& cpu_ops() {
+#define CUAE_OP_ENTRY(name, A) &cpu::name,
+  static const OpTable t{CUAE_OP_TABLE(CUAE_OP_ENTRY)};
+#undef CUAE_OP_ENTRY
+  return t;
+}
+
+const OpTable& cuda_ops() {
+#define CUAE_OP_ENTRY(name, A) &cuda::name,
+  static const OpTable t{CUAE_OP_TABLE(CUAE_OP_ENTRY)};
+#undef CUAE_OP_ENTRY
+  return t;
+}
+
+const char* act_name(Act a) {
+  switch (a) {
+    case Act::Identity: return "identity";
+    case Act::ReLU: return "relu";
+    case Act::LeakyReLU: return "leaky_relu";
+    case Act::Sigmoid: return "sigmoid";
+    case Act::Tanh: return "tanh";
+    case Act::GELU: return "gelu";
+  }
+  return "?";
+}
+
+const char* loss_name(LossKind k) {
+  switch (k) {
+    case LossKind::MSE: return "mse";
+    case LossKind::L1: return "l1";
+    case LossKind::BCEWithLogits: return "bce";
+  }
+  return "?";
+}
+
+}  // namespace cuae::kern
