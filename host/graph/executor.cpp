@@ -1,0 +1,674 @@
+// The executor: autodiff, memory plan, binding, and the step loop.
+//
+// Compilation turns the user's forward graph into a schedule of "steps" (one kernel-table call
+// each). Training appends the derived backward steps in reverse order. Every step lists the
+// buffers it reads and writes; liveness over that list places all activations, gradients and
+// workspaces in one arena (host/graph/planner). Parameters, their gradients and the optimizer
+// moments are flat buffers with identical layouts, weights (decayed) first and biases after, so
+// the optimizer is one launch over [0, n) with decay on [0, n_decay).
+#include "cuae/executor.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <random>
+
+#include "host/graph/planner.hpp"
+#include "host/runtime/backend.hpp"
+
+namespace cuae {
+
+const char* optimizer_name(OptimizerType t) {
+  switch (t) {
+    case OptimizerType::SGD: return "sgd";
+    case OptimizerType::Adam: return "adam";
+    case OptimizerType::AdamW: return "adamw";
+  }
+  return "?";
+}
+
+OptimizerType parse_optimizer(const std::string& s) {
+  if (s == "sgd") return OptimizerType::SGD;
+  if (s == "adam") return OptimizerType::Adam;
+  if (s == "adamw") return OptimizerType::AdamW;
+  throw Error("unknown optimizer \"" + s + "\" (expected sgd, adam or adamw)");
+}
+
+namespace {
+
+constexpr std::size_t kParamAlignFloats = 64;  // 256 B: vector loads and cuBLASLt alignment
+constexpr std::int64_t kLossRing = 1024;       // steps of losses buffered before a forced drain
+
+kern::Act to_kern(Activation a) { return static_cast<kern::Act>(static_cast<int>(a)); }
+kern::LossKind to_kern(LossType l) { return static_cast<kern::LossKind>(static_cast<int>(l)); }
+kern::OptKind to_kern(OptimizerType o) { return static_cast<kern::OptKind>(static_cast<int>(o)); }
+
+std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+
+std::uint64_t fnv1a(const std::string& s, std::uint64_t h) {
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+struct Executor::Impl {
+  // Where a buffer lives.
+  enum class Where { Arena, Param, Grad, Scalar };
+  struct Buf {
+    std::string name;
+    Shape shape;
+    std::int64_t numel = 0;
+    Where where = Where::Arena;
+    std::size_t offset = 0;  // bytes into the arena, floats into the flat/scalar buffers
+    bool keep = false;       // live for the whole step (inputs, marked outputs)
+  };
+  enum class StepKind { DenseF, DenseB, ActF, ActB, Loss };
+  struct Step {
+    StepKind kind;
+    int node = -1;
+    std::vector<int> reads, writes;  // buffer indices
+    // DenseB/ActB/Loss: which gradient writes accumulate, in `writes` order.
+    std::vector<bool> acc;
+  };
+
+  Graph graph;
+  ExecutorOptions opt;
+  std::unique_ptr<Backend> be;
+  std::vector<Buf> bufs;           // graph values first (same index), then gradients and workspaces
+  std::vector<int> grad_of;        // graph value -> gradient buffer, or -1
+  std::vector<Step> steps;
+  int n_forward = 0;
+  MemoryReport mem;
+
+  char* arena = nullptr;
+  float* params = nullptr;
+  float* grads = nullptr;
+  float* m = nullptr;
+  float* v = nullptr;
+  float* scalars = nullptr;
+  std::int64_t n_param_floats = 0, n_decay = 0;
+  int n_scalars = 0;
+  std::vector<int> loss_bufs;      // scalar buffers of the loss terms
+
+  std::vector<std::function<void()>> eval_launches, train_launches;
+  std::int64_t updates = 0;
+
+  float* ring = nullptr;           // pinned host: kLossRing × n_scalars
+  std::int64_t ring_pending = 0;   // steps copied into the ring, not yet drained
+  std::vector<float> drained;      // forced drains land here
+
+  ~Impl() {
+    if (!be) return;
+    be->synchronize();
+    be->free(arena);
+    be->free(params);
+    be->free(grads);
+    be->free(m);
+    be->free(v);
+    be->free(scalars);
+    be->free_host(ring);
+  }
+
+  float* ptr(int b) const {
+    if (b < 0) return nullptr;
+    const Buf& x = bufs[static_cast<std::size_t>(b)];
+    switch (x.where) {
+      case Where::Arena: return reinterpret_cast<float*>(arena + x.offset);
+      case Where::Param: return params + x.offset;
+      case Where::Grad: return grads + x.offset;
+      case Where::Scalar: return scalars + x.offset;
+    }
+    return nullptr;
+  }
+
+  int add_buf(const std::string& name, const Shape& shape, Where where) {
+    bufs.push_back({name, shape, shape_numel(shape), where, 0, false});
+    return static_cast<int>(bufs.size()) - 1;
+  }
+
+  void compile();
+  void derive_backward(const std::vector<bool>& needs_grad, std::vector<bool>& written);
+  void plan();
+  void init_params();
+  void bind();
+  void record_losses();
+};
+
+void Executor::Impl::compile() {
+  const auto& values = graph.values();
+  const auto& nodes = graph.nodes();
+  CUAE_CHECK(!nodes.empty(), "the graph has no ops");
+  for (const auto& vi : values) {
+    const Where w = vi.kind == Graph::ValueKind::Param ? Where::Param
+                    : vi.kind == Graph::ValueKind::Scalar ? Where::Scalar
+                                                          : Where::Arena;
+    add_buf(vi.name, vi.shape, w);
+    if (vi.kind == Graph::ValueKind::Input) bufs.back().keep = true;
+  }
+  for (int o : graph.outputs()) bufs[static_cast<std::size_t>(o)].keep = true;
+  grad_of.assign(values.size(), -1);
+
+  // Which values need a gradient: parameters, and anything computed from one.
+  std::vector<bool> needs_grad(values.size(), false);
+  for (std::size_t i = 0; i < values.size(); ++i) needs_grad[i] = values[i].kind == Graph::ValueKind::Param;
+  for (const auto& n : nodes) {
+    bool any = false;
+    for (int in : n.inputs) any = any || (in >= 0 && needs_grad[static_cast<std::size_t>(in)]);
+    if (n.kind != Graph::OpKind::Loss)
+      for (int out : n.outputs) needs_grad[static_cast<std::size_t>(out)] = any;
+  }
+  if (opt.training) {
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (needs_grad[i])
+        grad_of[i] = add_buf("grad(" + values[i].name + ")", values[i].shape,
+                             values[i].kind == Graph::ValueKind::Param ? Where::Grad : Where::Arena);
+  }
+
+  // Forward steps in graph order. A loss step also writes its prediction's gradient (fused).
+  std::vector<bool> written(bufs.size() + 16 * nodes.size(), false);
+  auto write_grad = [&](Step& s, int g) {
+    s.writes.push_back(g);
+    s.acc.push_back(written[static_cast<std::size_t>(g)]);
+    written[static_cast<std::size_t>(g)] = true;
+  };
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const auto& n = nodes[i];
+    Step s;
+    s.node = static_cast<int>(i);
+    switch (n.kind) {
+      case Graph::OpKind::Dense:
+        s.kind = StepKind::DenseF;
+        for (int in : n.inputs)
+          if (in >= 0) s.reads.push_back(in);
+        s.writes = n.outputs;
+        break;
+      case Graph::OpKind::Activation:
+        s.kind = StepKind::ActF;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        break;
+      case Graph::OpKind::Loss:
+        s.kind = StepKind::Loss;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        s.acc.push_back(false);  // the scalar is always written
+        loss_bufs.push_back(n.outputs[0]);
+        if (opt.training && grad_of[static_cast<std::size_t>(n.inputs[0])] >= 0)
+          write_grad(s, grad_of[static_cast<std::size_t>(n.inputs[0])]);
+        break;
+    }
+    steps.push_back(std::move(s));
+  }
+  n_forward = static_cast<int>(steps.size());
+  if (opt.training) {
+    CUAE_CHECK(!loss_bufs.empty(), "training needs at least one loss term in the graph");
+    derive_backward(needs_grad, written);
+    // A parameter no loss depends on keeps a zero gradient (zeroed once at allocation).
+  }
+}
+
+// Reverse mode: walk the forward nodes backwards; a node whose output received any gradient
+// contribution emits its backward step. All consumers of a value come after its producer in graph
+// order, so when the producer is reached its output gradient is complete.
+void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad, std::vector<bool>& written) {
+  const auto& nodes = graph.nodes();
+  auto write_grad = [&](Step& s, int g) {
+    s.writes.push_back(g);
+    s.acc.push_back(written[static_cast<std::size_t>(g)]);
+    written[static_cast<std::size_t>(g)] = true;
+  };
+  for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
+    const auto& n = nodes[static_cast<std::size_t>(i)];
+    if (n.kind == Graph::OpKind::Loss) continue;
+    const int y = n.outputs[0];
+    const int gy = grad_of[static_cast<std::size_t>(y)];
+    if (gy < 0 || !written[static_cast<std::size_t>(gy)]) continue;
+    Step s;
+    s.node = i;
+    if (n.kind == Graph::OpKind::Dense) {
+      s.kind = StepKind::DenseB;
+      const int x = n.inputs[0], w = n.inputs[1], b = n.inputs[2];
+      s.reads = {gy, y, x, w};
+      if (n.outputs.size() > 1) s.reads.push_back(n.outputs[1]);
+      // dZ workspace: lives only during this step.
+      const int dz = add_buf(n.name + ".dz", graph.values()[static_cast<std::size_t>(y)].shape, Where::Arena);
+      s.writes.push_back(dz);
+      s.acc.push_back(false);
+      if (needs_grad[static_cast<std::size_t>(x)]) write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+      write_grad(s, grad_of[static_cast<std::size_t>(w)]);
+      if (b >= 0) write_grad(s, grad_of[static_cast<std::size_t>(b)]);
+    } else {
+      s.kind = StepKind::ActB;
+      const int x = n.inputs[0];
+      if (!needs_grad[static_cast<std::size_t>(x)]) continue;
+      s.reads = {gy, y};
+      write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+    }
+    steps.push_back(std::move(s));
+  }
+}
+
+void Executor::Impl::plan() {
+  // Lifetimes over step positions.
+  const int end = static_cast<int>(steps.size()) - 1;
+  std::vector<int> first(bufs.size(), -1), last(bufs.size(), -1);
+  for (int p = 0; p <= end; ++p) {
+    const Step& s = steps[static_cast<std::size_t>(p)];
+    for (int b : s.writes) {
+      auto ub = static_cast<std::size_t>(b);
+      if (first[ub] < 0) first[ub] = p;
+      last[ub] = std::max(last[ub], p);
+    }
+    for (int b : s.reads) {
+      auto ub = static_cast<std::size_t>(b);
+      if (first[ub] < 0) first[ub] = p;  // read before written: an input
+      last[ub] = std::max(last[ub], p);
+    }
+  }
+  std::vector<graph::PlanItem> items;
+  std::vector<int> item_buf;
+  std::size_t param_floats = 0, decay_floats = 0;
+  // Parameters: decayed ones first so that decay applies to one prefix of the flat buffer.
+  const auto& values = graph.values();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (values[i].kind != Graph::ValueKind::Param || values[i].decay != (pass == 0)) continue;
+      bufs[i].offset = param_floats;
+      if (grad_of[i] >= 0) bufs[static_cast<std::size_t>(grad_of[i])].offset = param_floats;
+      param_floats += round_up(static_cast<std::size_t>(bufs[i].numel), kParamAlignFloats);
+    }
+    if (pass == 0) decay_floats = param_floats;
+  }
+  n_param_floats = static_cast<std::int64_t>(param_floats);
+  n_decay = static_cast<std::int64_t>(decay_floats);
+  for (std::size_t i = 0; i < bufs.size(); ++i) {
+    Buf& b = bufs[i];
+    if (b.where == Where::Scalar) {
+      b.offset = static_cast<std::size_t>(n_scalars);
+      n_scalars += static_cast<int>(b.numel);
+      continue;
+    }
+    if (b.where != Where::Arena) continue;
+    mem.naive_bytes += round_up(static_cast<std::size_t>(b.numel) * sizeof(float), 256);
+    int f = first[i], l = last[i];
+    if (f < 0) f = l = 0;  // never touched by a step (e.g. an unused input)
+    if (b.keep) f = 0, l = end;
+    items.push_back({static_cast<std::size_t>(b.numel) * sizeof(float), f, l});
+    item_buf.push_back(static_cast<int>(i));
+  }
+  const graph::ArenaPlan ap = graph::plan_arena(items);
+  for (std::size_t k = 0; k < items.size(); ++k) bufs[static_cast<std::size_t>(item_buf[k])].offset = ap.offsets[k];
+  mem.arena_bytes = ap.peak;
+  mem.values_planned = static_cast<int>(items.size());
+  mem.param_bytes = param_floats * sizeof(float);
+  const int copies = opt.training ? (opt.optimizer.type == OptimizerType::SGD ? 2 : 3) : 0;
+  mem.state_bytes = mem.param_bytes * static_cast<std::size_t>(copies);
+}
+
+void Executor::Impl::init_params() {
+  std::vector<float> host(static_cast<std::size_t>(n_param_floats), 0.0f);
+  const auto& values = graph.values();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const auto& vi = values[i];
+    if (vi.kind != Graph::ValueKind::Param) continue;
+    // Seeded by (seed, name): adding a layer does not change the others' initial values.
+    std::mt19937_64 rng(fnv1a(vi.name, 0xcbf29ce484222325ull ^ (opt.seed * 0x9e3779b97f4a7c15ull)));
+    float* dst = host.data() + bufs[i].offset;
+    const auto n = static_cast<std::size_t>(bufs[i].numel);
+    switch (vi.init.kind) {
+      case Init::Kind::Zeros: break;
+      case Init::Kind::Constant: std::fill(dst, dst + n, vi.init.a); break;
+      case Init::Kind::Uniform: {
+        std::uniform_real_distribution<float> d(-vi.init.a, vi.init.a);
+        for (std::size_t j = 0; j < n; ++j) dst[j] = d(rng);
+        break;
+      }
+      case Init::Kind::Normal: {
+        std::normal_distribution<float> d(0.0f, vi.init.a);
+        for (std::size_t j = 0; j < n; ++j) dst[j] = d(rng);
+        break;
+      }
+    }
+  }
+  be->copy_to_device(params, host.data(), host.size() * sizeof(float));
+}
+
+void Executor::Impl::bind() {
+  const auto& nodes = graph.nodes();
+  const kern::OpTable* ops = &be->ops();
+  const kern::Context* ctx = &be->ctx();
+  for (int p = 0; p < static_cast<int>(steps.size()); ++p) {
+    const Step& s = steps[static_cast<std::size_t>(p)];
+    const auto& n = nodes[static_cast<std::size_t>(s.node)];
+    const bool fwd = p < n_forward;
+    switch (s.kind) {
+      case StepKind::DenseF: {
+        const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
+        const auto& xs = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::DenseForward a;
+        a.x = ptr(n.inputs[0]);
+        a.w = ptr(n.inputs[1]);
+        a.b = ptr(n.inputs[2]);
+        a.y = ptr(n.outputs[0]);
+        a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
+        a.m = static_cast<int>(xs[0]);
+        a.k = static_cast<int>(xs[1]);
+        a.n = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
+        a.w_kn = n.w_transposed;
+        a.act = to_kern(n.act);
+        a.slope = n.slope;
+        auto f = [ops, ctx, a] { ops->dense_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::ActF: {
+        kern::Activation a;
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.count = bufs[static_cast<std::size_t>(n.outputs[0])].numel;
+        a.act = to_kern(n.act);
+        a.slope = n.slope;
+        auto f = [ops, ctx, a] { ops->activation_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::Loss: {
+        const auto& ps = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::Loss a;
+        a.pred = ptr(n.inputs[0]);
+        a.target = ptr(n.inputs[1]);
+        a.loss = ptr(n.outputs[0]);
+        a.count = shape_numel(ps);
+        const double denom = n.reduction == Reduction::Mean ? static_cast<double>(a.count) : static_cast<double>(ps[0]);
+        a.scale = static_cast<float>(n.weight / denom);
+        a.kind = to_kern(n.loss);
+        eval_launches.push_back([ops, ctx, a] { ops->loss(*ctx, a); });
+        if (s.writes.size() > 1) {
+          a.grad = ptr(s.writes[1]);
+          a.acc_grad = s.acc[1];
+        }
+        train_launches.push_back([ops, ctx, a] { ops->loss(*ctx, a); });
+        break;
+      }
+      case StepKind::DenseB: {
+        const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
+        const auto& xs = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::DenseBackward a;
+        a.dy = ptr(s.reads[0]);
+        a.y = ptr(n.outputs[0]);
+        a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
+        a.x = ptr(n.inputs[0]);
+        a.w = ptr(n.inputs[1]);
+        a.dz = ptr(s.writes[0]);
+        // writes: dz, [dx], dw, [db] — match them up by buffer identity.
+        const int gx = grad_of[static_cast<std::size_t>(n.inputs[0])];
+        const int gw = grad_of[static_cast<std::size_t>(n.inputs[1])];
+        const int gb = n.inputs[2] >= 0 ? grad_of[static_cast<std::size_t>(n.inputs[2])] : -1;
+        for (std::size_t k = 1; k < s.writes.size(); ++k) {
+          const int b = s.writes[k];
+          if (b == gx) a.dx = ptr(b), a.acc_dx = s.acc[k];
+          else if (b == gw) a.dw = ptr(b), a.acc_dw = s.acc[k];
+          else if (b == gb) a.db = ptr(b), a.acc_db = s.acc[k];
+        }
+        a.m = static_cast<int>(xs[0]);
+        a.k = static_cast<int>(xs[1]);
+        a.n = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
+        a.w_kn = n.w_transposed;
+        a.act = to_kern(n.act);
+        a.slope = n.slope;
+        train_launches.push_back([ops, ctx, a] { ops->dense_backward(*ctx, a); });
+        break;
+      }
+      case StepKind::ActB: {
+        kern::ActivationBackward a;
+        a.dy = ptr(s.reads[0]);
+        a.y = ptr(s.reads[1]);
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        a.count = bufs[static_cast<std::size_t>(n.outputs[0])].numel;
+        a.act = to_kern(n.act);
+        a.slope = n.slope;
+        train_launches.push_back([ops, ctx, a] { ops->activation_backward(*ctx, a); });
+        break;
+      }
+    }
+    (void)fwd;
+  }
+}
+
+void Executor::Impl::record_losses() {
+  if (n_scalars == 0) return;
+  if (ring_pending == kLossRing) {
+    // The ring is full: move it to the host list (a synchronisation between steps, every 1024).
+    be->synchronize();
+    for (std::int64_t s = 0; s < ring_pending; ++s) {
+      float sum = 0.0f;
+      for (int l : loss_bufs) sum += ring[s * n_scalars + static_cast<std::int64_t>(bufs[static_cast<std::size_t>(l)].offset)];
+      drained.push_back(sum);
+    }
+    ring_pending = 0;
+  }
+  be->copy_to_host_async(ring + ring_pending * n_scalars, scalars, static_cast<std::size_t>(n_scalars) * sizeof(float));
+  ++ring_pending;
+}
+
+Executor::Executor(const Graph& graph, const ExecutorOptions& options) : impl_(std::make_unique<Impl>()) {
+  Impl& I = *impl_;
+  I.graph = graph;
+  I.opt = options;
+  I.be = std::make_unique<Backend>(options.device);
+  I.be->ctx().tf32 = options.tf32;
+  I.compile();
+  I.plan();
+  Backend& be = *I.be;
+  I.arena = static_cast<char*>(be.alloc(I.mem.arena_bytes));
+  const std::size_t pbytes = static_cast<std::size_t>(I.n_param_floats) * sizeof(float);
+  I.params = static_cast<float*>(be.alloc(pbytes));
+  if (options.training) {
+    I.grads = static_cast<float*>(be.alloc(pbytes));
+    be.memset(I.grads, 0, pbytes);  // padding and unused parameters keep a zero gradient
+    I.m = static_cast<float*>(be.alloc(pbytes));
+    be.memset(I.m, 0, pbytes);
+    if (options.optimizer.type != OptimizerType::SGD) {
+      I.v = static_cast<float*>(be.alloc(pbytes));
+      be.memset(I.v, 0, pbytes);
+    }
+  }
+  I.scalars = static_cast<float*>(be.alloc(static_cast<std::size_t>(std::max(I.n_scalars, 1)) * sizeof(float)));
+  be.memset(I.scalars, 0, static_cast<std::size_t>(std::max(I.n_scalars, 1)) * sizeof(float));
+  I.ring = static_cast<float*>(be.alloc_host(static_cast<std::size_t>(kLossRing * std::max(I.n_scalars, 1)) * sizeof(float)));
+  I.init_params();
+  I.bind();
+  be.synchronize();
+}
+
+Executor::~Executor() = default;
+
+Device Executor::device() const { return impl_->opt.device; }
+const Graph& Executor::graph() const { return impl_->graph; }
+const MemoryReport& Executor::memory() const { return impl_->mem; }
+std::int64_t Executor::step() const { return impl_->updates; }
+void Executor::set_learning_rate(float lr) { impl_->opt.optimizer.lr = lr; }
+void Executor::synchronize() { impl_->be->synchronize(); }
+
+static int input_index(const Graph& g, const std::string& name) {
+  const Value v = g.find(name);
+  CUAE_CHECK(v.valid() && g.info(v).kind == Graph::ValueKind::Input, "the graph has no input named \"" + name + "\"");
+  return v.id;
+}
+
+void Executor::set_input(const std::string& name, const Tensor& batch) {
+  Impl& I = *impl_;
+  const int id = input_index(I.graph, name);
+  const auto& b = I.bufs[static_cast<std::size_t>(id)];
+  CUAE_CHECK(batch.dtype() == DType::F32 && batch.numel() == b.numel,
+             "input \"" + name + "\" expects " + shape_str(b.shape) + " F32, got " + shape_str(batch.shape()));
+  if (batch.device() == Device::CPU) I.be->copy_to_device(I.ptr(id), batch.data(), batch.nbytes());
+  else {
+    CUAE_CHECK(I.opt.device == Device::CUDA, "input \"" + name + "\" is a CUDA tensor but the executor runs on the CPU");
+    I.be->copy_device(I.ptr(id), batch.data(), batch.nbytes());
+  }
+}
+
+void Executor::gather_input(const std::string& name, const Tensor& source, const Tensor& index, std::int64_t begin) {
+  Impl& I = *impl_;
+  const int id = input_index(I.graph, name);
+  const auto& b = I.bufs[static_cast<std::size_t>(id)];
+  CUAE_CHECK(source.device() == I.opt.device && index.device() == I.opt.device,
+             "gather_input(\"" + name + "\"): source and index must be on the executor's device (" +
+                 device_name(I.opt.device) + ")");
+  CUAE_CHECK(source.dtype() == DType::F32 && source.rank() == 2 && source.dim(1) == b.shape[1],
+             "gather_input(\"" + name + "\"): source " + shape_str(source.shape()) + " does not have rows of " +
+                 std::to_string(b.shape[1]) + " F32 features");
+  CUAE_CHECK(index.dtype() == DType::I32 && index.rank() == 1 && begin >= 0 && begin + b.shape[0] <= index.dim(0),
+             "gather_input(\"" + name + "\"): rows [" + std::to_string(begin) + ", " + std::to_string(begin + b.shape[0]) +
+                 ") are outside the index " + shape_str(index.shape()));
+  kern::GatherRows a;
+  a.src = source.f32();
+  a.index = static_cast<const std::int32_t*>(index.data()) + begin;
+  a.dst = I.ptr(id);
+  a.rows = b.shape[0];
+  a.cols = b.shape[1];
+  I.be->ops().gather_rows(I.be->ctx(), a);
+}
+
+void Executor::forward() {
+  for (auto& f : impl_->eval_launches) f();
+  impl_->record_losses();
+}
+
+void Executor::train_step() {
+  Impl& I = *impl_;
+  CUAE_CHECK(I.opt.training, "train_step() on an executor built for inference (ExecutorOptions::training = false)");
+  for (auto& f : I.train_launches) f();
+  ++I.updates;
+  const OptimizerConfig& o = I.opt.optimizer;
+  kern::OptimizerStep a;
+  a.param = I.params;
+  a.grad = I.grads;
+  a.m = I.m;
+  a.v = I.v;
+  a.n = I.n_param_floats;
+  a.n_decay = I.n_decay;
+  a.kind = to_kern(o.type);
+  a.lr = o.lr;
+  a.beta1 = o.beta1;
+  a.beta2 = o.beta2;
+  a.eps = o.eps;
+  a.weight_decay = o.weight_decay;
+  a.momentum = o.momentum;
+  a.nesterov = o.nesterov;
+  a.step = I.updates;
+  I.be->ops().optimizer_step(I.be->ctx(), a);
+  I.record_losses();
+}
+
+std::vector<float> Executor::drain_losses() {
+  Impl& I = *impl_;
+  I.be->synchronize();
+  std::vector<float> out = std::move(I.drained);
+  I.drained.clear();
+  for (std::int64_t s = 0; s < I.ring_pending; ++s) {
+    float sum = 0.0f;
+    for (int l : I.loss_bufs) sum += I.ring[s * I.n_scalars + static_cast<std::int64_t>(I.bufs[static_cast<std::size_t>(l)].offset)];
+    out.push_back(sum);
+  }
+  I.ring_pending = 0;
+  return out;
+}
+
+float Executor::last_loss() {
+  Impl& I = *impl_;
+  CUAE_CHECK(!I.loss_bufs.empty(), "the graph has no loss term");
+  std::vector<float> host(static_cast<std::size_t>(I.n_scalars));
+  I.be->copy_to_host(host.data(), I.scalars, host.size() * sizeof(float));
+  float sum = 0.0f;
+  for (int l : I.loss_bufs) sum += host[I.bufs[static_cast<std::size_t>(l)].offset];
+  return sum;
+}
+
+Tensor Executor::read(Value v) {
+  Impl& I = *impl_;
+  CUAE_CHECK(v.id >= 0 && v.id < static_cast<int>(I.graph.values().size()), "read(): invalid value");
+  const auto& b = I.bufs[static_cast<std::size_t>(v.id)];
+  CUAE_CHECK(b.where != Impl::Where::Arena || b.keep,
+             "value \"" + b.name + "\" is not kept after a step; call Graph::mark_output on it before building the executor");
+  Tensor t(b.shape);
+  I.be->copy_to_host(t.data(), I.ptr(v.id), t.nbytes());
+  return t;
+}
+
+Tensor Executor::read(const std::string& name) {
+  const Value v = impl_->graph.find(name);
+  CUAE_CHECK(v.valid(), "the graph has no value named \"" + name + "\"");
+  return read(v);
+}
+
+std::vector<std::pair<std::string, Tensor>> Executor::parameters() {
+  std::vector<std::pair<std::string, Tensor>> out;
+  const auto& values = impl_->graph.values();
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (values[i].kind == Graph::ValueKind::Param) out.emplace_back(values[i].name, read(Value{static_cast<int>(i)}));
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Executor::gradients() {
+  Impl& I = *impl_;
+  CUAE_CHECK(I.opt.training, "gradients() on an executor built for inference");
+  std::vector<std::pair<std::string, Tensor>> out;
+  const auto& values = I.graph.values();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i].kind != Graph::ValueKind::Param) continue;
+    Tensor t(I.bufs[i].shape);
+    I.be->copy_to_host(t.data(), I.grads + I.bufs[i].offset, t.nbytes());
+    out.emplace_back(values[i].name, t);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Executor::optimizer_state() {
+  Impl& I = *impl_;
+  std::vector<std::pair<std::string, Tensor>> out;
+  if (!I.opt.training) return out;
+  const auto& values = I.graph.values();
+  for (const auto& [prefix, buf] : {std::pair<const char*, float*>{"opt.m.", I.m}, {"opt.v.", I.v}}) {
+    if (!buf) continue;
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (values[i].kind != Graph::ValueKind::Param) continue;
+      Tensor t(I.bufs[i].shape);
+      I.be->copy_to_host(t.data(), buf + I.bufs[i].offset, t.nbytes());
+      out.emplace_back(prefix + values[i].name, t);
+    }
+  }
+  return out;
+}
+
+void Executor::load(const std::map<std::string, Tensor>& tensors, std::int64_t step) {
+  Impl& I = *impl_;
+  const auto& values = I.graph.values();
+  auto put = [&](const std::string& name, const Shape& shape, float* dst) {
+    auto it = tensors.find(name);
+    CUAE_CHECK(it != tensors.end(), "checkpoint has no tensor \"" + name + "\"");
+    CUAE_CHECK(it->second.shape() == shape && it->second.dtype() == DType::F32,
+               "checkpoint tensor \"" + name + "\" is " + shape_str(it->second.shape()) + " " +
+                   dtype_name(it->second.dtype()) + ", the model expects " + shape_str(shape) + " F32");
+    const Tensor host = it->second.device() == Device::CPU ? it->second : it->second.to(Device::CPU);
+    I.be->copy_to_device(dst, host.data(), host.nbytes());
+  };
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i].kind != Graph::ValueKind::Param) continue;
+    put(values[i].name, I.bufs[i].shape, I.params + I.bufs[i].offset);
+    if (!I.opt.training) continue;
+    // Optimizer state is optional: a checkpoint from another optimizer (or a fresh fine-tune)
+    // starts the moments at zero.
+    if (I.m && tensors.count("opt.m." + values[i].name)) put("opt.m." + values[i].name, I.bufs[i].shape, I.m + I.bufs[i].offset);
+    if (I.v && tensors.count("opt.v." + values[i].name)) put("opt.v." + values[i].name, I.bufs[i].shape, I.v + I.bufs[i].offset);
+  }
+  I.updates = step;
+  I.be->synchronize();
+}
+
+}  // namespace cuae

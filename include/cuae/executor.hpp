@@ -1,0 +1,106 @@
+// cuae::Executor — plans and runs a Graph on one backend (CPU reference or CUDA).
+//
+// At construction the executor (1) derives the backward pass when training, (2) places every
+// activation, gradient and workspace in one arena by liveness and reports the peak, (3) puts
+// parameters, gradients and optimizer state in flat buffers so the update is one launch, and
+// (4) binds every op to its pointers. After that a step is a fixed list of launches: no
+// allocation, and no host synchronisation inside a step (losses are copied back asynchronously
+// and read with drain_losses()/last_loss()).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuae/graph.hpp"
+#include "cuae/tensor.hpp"
+
+namespace cuae {
+
+enum class OptimizerType { SGD, Adam, AdamW };
+CUAE_API const char* optimizer_name(OptimizerType t);
+CUAE_API OptimizerType parse_optimizer(const std::string& s);  // "sgd", "adam", "adamw"
+
+struct CUAE_API OptimizerConfig {
+  OptimizerType type = OptimizerType::Adam;
+  float lr = 1e-3f;
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float weight_decay = 0.0f;   // SGD/Adam: L2 added to the gradient; AdamW: decoupled
+  float momentum = 0.0f;       // SGD
+  bool nesterov = false;       // SGD
+};
+
+struct CUAE_API ExecutorOptions {
+  Device device = Device::CPU;
+  bool training = false;       // derive backward + optimizer; otherwise forward only
+  OptimizerConfig optimizer;
+  std::uint64_t seed = 1;      // parameter initialisation
+  bool tf32 = false;           // CUDA: allow TF32 tensor cores in fp32 GEMMs
+};
+
+// Memory plan summary.
+struct CUAE_API MemoryReport {
+  std::size_t arena_bytes = 0;        // peak of the liveness-planned arena
+  std::size_t naive_bytes = 0;        // what one buffer per value would take (same 256 B alignment)
+  std::size_t param_bytes = 0;        // parameters (+ gradients + optimizer state when training)
+  std::size_t state_bytes = 0;
+  int values_planned = 0;
+};
+
+class CUAE_API Executor {
+ public:
+  Executor(const Graph& graph, const ExecutorOptions& options);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  Device device() const;
+  const Graph& graph() const;
+  const MemoryReport& memory() const;
+
+  // Copies a batch (host or device tensor, same shape as the input) into the input's buffer.
+  void set_input(const std::string& name, const Tensor& batch);
+  // Fills the input with rows source[index[begin + r]] for each of its rows, on the device: source
+  // ([N, features] F32) and index ([M] I32) must live on the executor's device, so a shuffled
+  // mini-batch is assembled with no host copy.
+  void gather_input(const std::string& name, const Tensor& source, const Tensor& index, std::int64_t begin);
+
+  // Forward pass only (loss terms are computed, no gradients).
+  void forward();
+  // Forward, backward and one optimizer update. The learning rate may be changed between steps.
+  void train_step();
+  void set_learning_rate(float lr);
+  std::int64_t step() const;  // optimizer updates done so far
+
+  // Sum of the loss terms of each step since the last drain, oldest first (synchronises).
+  std::vector<float> drain_losses();
+  // Sum of the loss terms of the latest forward()/train_step() (synchronises).
+  float last_loss();
+
+  // Host copy of a value kept alive by Graph::mark_output (or any parameter).
+  Tensor read(Value v);
+  Tensor read(const std::string& name);
+
+  // Parameters and optimizer state by name, as host tensors (checkpoints).
+  std::vector<std::pair<std::string, Tensor>> parameters();
+  // Gradients of the latest train_step() by parameter name, as host tensors (computed before the
+  // update was applied). Training executors only.
+  std::vector<std::pair<std::string, Tensor>> gradients();
+  // Returns {"opt.m.<param>", ...}, {"opt.v.<param>", ...} for the optimizer's moment buffers.
+  std::vector<std::pair<std::string, Tensor>> optimizer_state();
+  // Loads parameters (and optimizer state, if present and training); every graph parameter must be
+  // present with the same shape, or the error names the first that is not.
+  void load(const std::map<std::string, Tensor>& tensors, std::int64_t step = 0);
+
+  // Blocks until all queued work has run.
+  void synchronize();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cuae
