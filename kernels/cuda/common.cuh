@@ -1,0 +1,73 @@
+// Small helpers shared by the .cu files of kernels/cuda: the stream of a Context, launch sizing,
+// alignment tests and the compile-time dispatch of an activation or loss kind. Internal header,
+// included only from .cu files; no kernels live here.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "host/runtime/check.hpp"
+#include "kernels/ops.hpp"
+
+namespace cuae::kern::cuda::launch {
+
+inline cudaStream_t stream_of(const Context& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
+
+// Multiprocessor count of the current device. Asked of the driver once per device and kept: a grid
+// sized from it must not cost a driver call on every launch (and never a synchronisation).
+inline int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> cached[kMaxDevices] = {};
+  int dev = 0;
+  CUAE_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= kMaxDevices) dev = 0;
+  int n = cached[dev].load(std::memory_order_relaxed);
+  if (n == 0) {  // two threads may both ask the driver; they store the same value
+    CUAE_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    if (n <= 0) n = 1;
+    cached[dev].store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+// Blocks for a grid-stride loop over `work` items with `threads` per block: enough to fill every
+// multiprocessor `waves` times over (2048 resident threads per SM on Hopper), never more than the
+// work needs.
+inline int grid_for(std::int64_t work, int threads, int waves = 4) {
+  const std::int64_t need = (work + threads - 1) / threads;
+  const std::int64_t full = static_cast<std::int64_t>(sm_count()) * (2048 / threads) * waves;
+  const std::int64_t g = need < full ? need : full;
+  return static_cast<int>(g > 0 ? g : 1);
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
+
+// Calls f(std::integral_constant<Act, A>{}) for the run-time activation a, so each kernel is
+// instantiated per activation and its inner loop carries no switch.
+template <class F>
+void dispatch_act(Act a, F&& f) {
+  switch (a) {
+    case Act::Identity: f(std::integral_constant<Act, Act::Identity>{}); return;
+    case Act::ReLU: f(std::integral_constant<Act, Act::ReLU>{}); return;
+    case Act::LeakyReLU: f(std::integral_constant<Act, Act::LeakyReLU>{}); return;
+    case Act::Sigmoid: f(std::integral_constant<Act, Act::Sigmoid>{}); return;
+    case Act::Tanh: f(std::integral_constant<Act, Act::Tanh>{}); return;
+    case Act::GELU: f(std::integral_constant<Act, Act::GELU>{}); return;
+  }
+  ::cuae::fail_at(__FILE__, __LINE__, "unknown activation " + std::to_string(static_cast<int>(a)));
+}
+
+template <class F>
+void dispatch_loss(LossKind k, F&& f) {
+  switch (k) {
+    case LossKind::MSE: f(std::integral_constant<LossKind, LossKind::MSE>{}); return;
+    case LossKind::L1: f(std::integral_constant<LossKind, LossKind::L1>{}); return;
+    case LossKind::BCEWithLogits: f(std::integral_constant<LossKind, LossKind::BCEWithLogits>{}); return;
+  }
+  ::cuae::fail_at(__FILE__, __LINE__, "unknown loss kind " + std::to_string(static_cast<int>(k)));
+}
+
+}  // namespace cuae::kern::cuda::launch
