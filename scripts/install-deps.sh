@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config
-  libopenblas-dev liblapacke-dev   # CPU reference GEMM, PCA eigen-decomposition
+  libopenblas-openmp-dev           # CPU reference GEMM and LAPACK (PCA), OpenMP build
   zlib1g-dev libpng-dev            # gzip'd IDX files, PNG grids
   libtomlplusplus-dev              # config files (TOML)
   nlohmann-json3-dev               # safetensors headers (JSON)
