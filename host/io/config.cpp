@@ -1,0 +1,254 @@
+#include "cuae/config.hpp"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace cuae {
+
+namespace {
+
+// Reads typed keys from one table and remembers which keys exist, so leftovers are reported.
+class TableReader {
+ public:
+  TableReader(const toml::table* t, std::string origin, std::string table)
+      : t_(t), origin_(std::move(origin)), table_(std::move(table)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+    throw Error(origin_ + ": [" + table_ + "] " + key + ": " + what);
+  }
+
+  template <class T>
+  void get(const char* key, T& out) {
+    seen_.insert(key);
+    if (!t_) return;
+    const toml::node* n = t_->get(key);
+    if (!n) return;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!n->is_boolean()) fail(key, "expected true or false");
+      out = n->as_boolean()->get();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!n->is_string()) fail(key, "expected a string");
+      out = n->as_string()->get();
+    } else if constexpr (std::is_floating_point_v<T>) {
+      if (n->is_integer()) out = static_cast<T>(n->as_integer()->get());
+      else if (n->is_floating_point()) out = static_cast<T>(n->as_floating_point()->get());
+      else fail(key, "expected a number");
+    } else {
+      if (!n->is_integer()) fail(key, "expected an integer");
+      const auto v = n->as_integer()->get();
+      if (v < 0) fail(key, "expected a non-negative integer, got " + std::to_string(v));
+      out = static_cast<T>(v);
+    }
+  }
+
+  void get_layers(const char* key, std::vector<std::int64_t>& out) {
+    seen_.insert(key);
+    if (!t_) return;
+    const toml::node* n = t_->get(key);
+    if (!n) return;
+    const toml::array* a = n->as_array();
+    if (!a) fail(key, "expected an array of integers such as [784, 1000, 500, 250, 30]");
+    out.clear();
+    for (const auto& e : *a) {
+      if (!e.is_integer()) fail(key, "expected an array of integers");
+      const auto v = e.as_integer()->get();
+      if (v <= 0) fail(key, "layer widths must be positive, got " + std::to_string(v));
+      out.push_back(v);
+    }
+  }
+
+  void finish() const {
+    if (!t_) return;
+    for (const auto& [k, v] : *t_)
+      if (!seen_.count(std::string(k.str()))) fail(std::string(k.str()), "unknown key");
+  }
+
+ private:
+  const toml::table* t_;
+  std::string origin_, table_;
+  std::set<std::string> seen_;
+};
+
+template <class F>
+auto parse_enum(TableReader& r, const char* key, const std::string& text, F parse) {
+  try {
+    return parse(text);
+  } catch (const Error& e) {
+    r.fail(key, e.what());
+  }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": TOML syntax error: "
+       << e.description();
+    throw Error(os.str());
+  }
+  static const std::set<std::string> tables{"model", "loss", "optimizer", "train", "data", "output"};
+  for (const auto& [k, v] : root) {
+    if (!tables.count(std::string(k.str())))
+      throw Error(origin + ": unknown table [" + std::string(k.str()) +
+                  "] (expected model, loss, optimizer, train, data, output)");
+    if (!v.is_table()) throw Error(origin + ": \"" + std::string(k.str()) + "\" must be a table");
+  }
+  Config c;
+  {
+    TableReader r(root["model"].as_table(), origin, "model");
+    r.get("type", c.model.type);
+    if (c.model.type != "deep") r.fail("type", "unknown model type \"" + c.model.type + "\" (expected deep)");
+    r.get_layers("layers", c.model.layers);
+    std::string act = activation_name(c.model.activation), code = activation_name(c.model.code_activation),
+                out = activation_name(c.model.output_activation);
+    r.get("activation", act);
+    r.get("code_activation", code);
+    r.get("output_activation", out);
+    c.model.activation = parse_enum(r, "activation", act, parse_activation);
+    c.model.code_activation = parse_enum(r, "code_activation", code, parse_activation);
+    c.model.output_activation = parse_enum(r, "output_activation", out, parse_activation);
+    r.get("tied_weights", c.model.tied_weights);
+    r.get("leaky_slope", c.model.leaky_slope);
+    if (!(c.model.leaky_slope > 0.0f)) r.fail("leaky_slope", "must be > 0");
+    if (c.model.layers.size() < 2)
+      r.fail("layers", "needs at least an input and a code width, e.g. [784, 1000, 500, 250, 30]");
+    r.finish();
+  }
+  {
+    TableReader r(root["loss"].as_table(), origin, "loss");
+    std::string type = loss_type_name(c.loss.type), red = c.loss.reduction == Reduction::Mean ? "mean" : "sum";
+    r.get("type", type);
+    r.get("reduction", red);
+    c.loss.type = parse_enum(r, "type", type, parse_loss_type);
+    if (red == "mean") c.loss.reduction = Reduction::Mean;
+    else if (red == "sum") c.loss.reduction = Reduction::SumPerSample;
+    else r.fail("reduction", "expected \"sum\" (per image) or \"mean\" (per element), got \"" + red + "\"");
+    r.finish();
+    if (c.loss.type == LossType::BCEWithLogits && c.model.output_activation != Activation::Sigmoid)
+      throw Error(origin + ": [loss] type = \"bce\" needs [model] output_activation = \"sigmoid\" (the loss is "
+                           "computed on the logits and the reconstruction is their sigmoid)");
+  }
+  {
+    TableReader r(root["optimizer"].as_table(), origin, "optimizer");
+    std::string type = optimizer_name(c.optimizer.type);
+    r.get("type", type);
+    c.optimizer.type = parse_enum(r, "type", type, parse_optimizer);
+    if (c.optimizer.type == OptimizerType::SGD) c.optimizer.momentum = 0.9f;
+    r.get("lr", c.optimizer.lr);
+    r.get("beta1", c.optimizer.beta1);
+    r.get("beta2", c.optimizer.beta2);
+    r.get("eps", c.optimizer.eps);
+    r.get("weight_decay", c.optimizer.weight_decay);
+    r.get("momentum", c.optimizer.momentum);
+    r.get("nesterov", c.optimizer.nesterov);
+    if (!(c.optimizer.lr > 0.0f)) r.fail("lr", "must be > 0");
+    if (!(c.optimizer.beta1 >= 0.0f && c.optimizer.beta1 < 1.0f)) r.fail("beta1", "must be in [0, 1)");
+    if (!(c.optimizer.beta2 >= 0.0f && c.optimizer.beta2 < 1.0f)) r.fail("beta2", "must be in [0, 1)");
+    if (!(c.optimizer.eps > 0.0f)) r.fail("eps", "must be > 0");
+    if (!(c.optimizer.weight_decay >= 0.0f)) r.fail("weight_decay", "must be >= 0");
+    if (!(c.optimizer.momentum >= 0.0f && c.optimizer.momentum < 1.0f)) r.fail("momentum", "must be in [0, 1)");
+    r.finish();
+  }
+  {
+    TableReader r(root["train"].as_table(), origin, "train");
+    r.get("batch_size", c.train.batch_size);
+    r.get("epochs", c.train.epochs);
+    r.get("seed", c.train.seed);
+    r.get("device", c.train.device);
+    r.get("tf32", c.train.tf32);
+    r.get("max_train", c.train.max_train);
+    r.get("log_every", c.train.log_every);
+    if (c.train.batch_size <= 0) r.fail("batch_size", "must be > 0");
+    if (c.train.log_every <= 0) r.fail("log_every", "must be > 0");
+    if (c.train.device != "auto" && c.train.device != "cuda" && c.train.device != "cpu")
+      r.fail("device", "expected auto, cuda or cpu, got \"" + c.train.device + "\"");
+    r.finish();
+  }
+  {
+    TableReader r(root["data"].as_table(), origin, "data");
+    r.get("dataset", c.data.dataset);
+    r.get("dir", c.data.dir);
+    r.get("train_images", c.data.train_images);
+    r.get("train_labels", c.data.train_labels);
+    r.get("test_images", c.data.test_images);
+    r.get("test_labels", c.data.test_labels);
+    if (c.data.dataset != "fashion-mnist" && c.data.dataset != "idx")
+      r.fail("dataset", "expected fashion-mnist or idx, got \"" + c.data.dataset + "\"");
+    if (c.data.dataset == "idx" && (c.data.train_images.empty() || c.data.test_images.empty()))
+      r.fail("train_images", "dataset = \"idx\" needs train_images and test_images paths");
+    r.finish();
+  }
+  {
+    TableReader r(root["output"].as_table(), origin, "output");
+    r.get("dir", c.output.dir);
+    r.finish();
+  }
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open config file");
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+std::string to_toml(const Config& c) {
+  auto layers = toml::array{};
+  for (auto l : c.model.layers) layers.push_back(l);
+  toml::table t{
+      {"model", toml::table{{"type", c.model.type},
+                            {"layers", layers},
+                            {"activation", activation_name(c.model.activation)},
+                            {"code_activation", activation_name(c.model.code_activation)},
+                            {"output_activation", activation_name(c.model.output_activation)},
+                            {"tied_weights", c.model.tied_weights},
+                            {"leaky_slope", static_cast<double>(c.model.leaky_slope)}}},
+      {"loss", toml::table{{"type", loss_type_name(c.loss.type)},
+                           {"reduction", c.loss.reduction == Reduction::Mean ? "mean" : "sum"}}},
+      {"optimizer", toml::table{{"type", optimizer_name(c.optimizer.type)},
+                                {"lr", static_cast<double>(c.optimizer.lr)},
+                                {"beta1", static_cast<double>(c.optimizer.beta1)},
+                                {"beta2", static_cast<double>(c.optimizer.beta2)},
+                                {"eps", static_cast<double>(c.optimizer.eps)},
+                                {"weight_decay", static_cast<double>(c.optimizer.weight_decay)},
+                                {"momentum", static_cast<double>(c.optimizer.momentum)},
+                                {"nesterov", c.optimizer.nesterov}}},
+      {"train", toml::table{{"batch_size", c.train.batch_size},
+                            {"epochs", c.train.epochs},
+                            {"seed", static_cast<std::int64_t>(c.train.seed)},
+                            {"device", c.train.device},
+                            {"tf32", c.train.tf32},
+                            {"max_train", c.train.max_train},
+                            {"log_every", c.train.log_every}}},
+      {"data", toml::table{{"dataset", c.data.dataset},
+                           {"dir", c.data.dir},
+                           {"train_images", c.data.train_images},
+                           {"train_labels", c.data.train_labels},
+                           {"test_images", c.data.test_images},
+                           {"test_labels", c.data.test_labels}}},
+      {"output", toml::table{{"dir", c.output.dir}}},
+  };
+  std::ostringstream os;
+  os << t << "\n";
+  return os.str();
+}
+
+Device resolve_device(const std::string& device) {
+  if (device == "cpu") return Device::CPU;
+  if (device == "cuda") {
+    if (!cuda_available()) throw Error("device = \"cuda\" but no usable CUDA device is present (use \"auto\" or \"cpu\")");
+    return Device::CUDA;
+  }
+  if (device == "auto") return cuda_available() ? Device::CUDA : Device::CPU;
+  throw Error("unknown device \"" + device + "\" (expected auto, cuda or cpu)");
+}
+
+}  // namespace cuae

@@ -1,0 +1,294 @@
+// Autoencoder: owns the training executor (created on the first train()), builds inference
+// executors on demand, and moves weights between them through host tensors.
+#include "cuae/autoencoder.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "cuae/safetensors.hpp"
+
+namespace cuae {
+
+namespace {
+constexpr std::int64_t kInferBatch = 500;
+constexpr const char* kFormat = "cuae-checkpoint-1";
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+struct Autoencoder::State {
+  Config cfg;
+  Device device = Device::CPU;
+  std::unique_ptr<Executor> trainer;
+  std::unique_ptr<Executor> infer;              // batch kInferBatch (or smaller for tiny inputs)
+  std::int64_t infer_batch = 0;
+  bool infer_stale = true;
+  std::map<std::string, Tensor> loaded;          // checkpoint tensors until a trainer takes them
+  std::int64_t loaded_step = 0;
+  int epochs_done = 0;
+  DeepAutoencoderGraph infer_graph;
+
+  ExecutorOptions options(bool training) const {
+    ExecutorOptions o;
+    o.device = device;
+    o.training = training;
+    o.optimizer = cfg.optimizer;
+    o.seed = cfg.train.seed;
+    o.tf32 = cfg.train.tf32;
+    return o;
+  }
+
+  std::map<std::string, Tensor> current_tensors() {
+    if (!trainer) return loaded;
+    std::map<std::string, Tensor> t;
+    for (auto& [k, v] : trainer->parameters()) t[k] = v;
+    for (auto& [k, v] : trainer->optimizer_state()) t[k] = v;
+    return t;
+  }
+
+  Executor& inference(std::int64_t batch) {
+    if (!infer || infer_batch != batch) {
+      infer_graph = build_deep_autoencoder(cfg.model, cfg.loss, batch, /*with_recon=*/true);
+      infer = std::make_unique<Executor>(infer_graph.graph, options(false));
+      infer_batch = batch;
+      infer_stale = true;
+    }
+    if (infer_stale) {
+      auto t = current_tensors();
+      // Fresh model with no checkpoint: the inference executor initialised the same weights from
+      // the same seed, so there is nothing to copy.
+      if (!t.empty()) infer->load(t);
+      infer_stale = false;
+    }
+    return *infer;
+  }
+
+  // Runs the inference graph over all rows of `images` (host [N, D]), calling sink(batch_begin,
+  // rows_valid) after each batch; the last batch is padded by repeating its final row.
+  template <class Sink>
+  void run_batches(const Tensor& images, Sink sink) {
+    const std::int64_t d = cfg.model.layers.front();
+    CUAE_CHECK(images.rank() == 2 && images.dim(1) == d && images.dtype() == DType::F32,
+               "images " + shape_str(images.shape()) + " do not match the model's input width " + std::to_string(d));
+    const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
+    const std::int64_t n = host.dim(0);
+    if (n == 0) return;
+    Executor& ex = inference(std::min(n, kInferBatch));
+    Tensor batch({infer_batch, d});
+    for (std::int64_t b = 0; b < n; b += infer_batch) {
+      const std::int64_t rows = std::min(infer_batch, n - b);
+      const float* src = host.f32() + b * d;
+      std::copy(src, src + rows * d, batch.f32());
+      for (std::int64_t r = rows; r < infer_batch; ++r)
+        std::copy(src + (rows - 1) * d, src + rows * d, batch.f32() + r * d);
+      ex.set_input("x", batch);
+      ex.forward();
+      sink(ex, b, rows);
+    }
+  }
+};
+
+Autoencoder::Autoencoder(const Config& config, Device device) : s_(std::make_unique<State>()) {
+  s_->cfg = config;
+  s_->device = device;
+  CUAE_CHECK(config.model.layers.size() >= 2, "model.layers needs at least two widths");
+  // Builds (and so validates) the graph now, so a bad config fails here and not mid-way.
+  build_deep_autoencoder(config.model, config.loss, config.train.batch_size, false);
+}
+
+Autoencoder::Autoencoder(std::unique_ptr<State> s) : s_(std::move(s)) {}
+Autoencoder::~Autoencoder() = default;
+Autoencoder::Autoencoder(Autoencoder&&) noexcept = default;
+Autoencoder& Autoencoder::operator=(Autoencoder&&) noexcept = default;
+
+Autoencoder Autoencoder::load(const std::string& path, Device device) {
+  SafetensorsFile f = load_safetensors(path);
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = f.metadata.find(key);
+    if (it == f.metadata.end()) throw Error(path + ": not a cuae checkpoint (no \"" + key + "\" in __metadata__)");
+    return it->second;
+  };
+  if (meta("format") != kFormat)
+    throw Error(path + ": unsupported checkpoint format \"" + meta("format") + "\" (expected " + kFormat + ")");
+  auto s = std::make_unique<State>();
+  s->cfg = parse_config(meta("config"), path + " [__metadata__.config]");
+  s->device = device;
+  try {
+    s->loaded_step = std::stoll(meta("step"));
+    s->epochs_done = std::stoi(meta("epoch"));
+  } catch (const std::logic_error&) {
+    throw Error(path + ": __metadata__ step/epoch are not integers");
+  }
+  s->loaded = std::move(f.tensors);
+  Autoencoder ae(std::move(s));
+  // Validate every parameter's presence and shape now rather than at first use.
+  try {
+    ae.s_->inference(1);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  return ae;
+}
+
+const Config& Autoencoder::config() const { return s_->cfg; }
+Device Autoencoder::device() const { return s_->device; }
+std::int64_t Autoencoder::step() const { return s_->trainer ? s_->trainer->step() : s_->loaded_step; }
+int Autoencoder::epochs_done() const { return s_->epochs_done; }
+
+std::int64_t Autoencoder::parameter_count() const {
+  const auto g = build_deep_autoencoder(s_->cfg.model, s_->cfg.loss, 1, false);
+  std::int64_t n = 0;
+  for (const auto& v : g.graph.values())
+    if (v.kind == Graph::ValueKind::Param) n += shape_numel(v.shape);
+  return n;
+}
+
+MemoryReport Autoencoder::memory() const {
+  if (s_->trainer) return s_->trainer->memory();
+  if (s_->infer) return s_->infer->memory();
+  return {};
+}
+
+void Autoencoder::train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress) {
+  State& S = *s_;
+  const auto& cfg = S.cfg;
+  const std::int64_t d = cfg.model.layers.front();
+  CUAE_CHECK(data.features() == d, "dataset \"" + data.name + "\" has " + std::to_string(data.features()) +
+                                       " features per image, model.layers[0] is " + std::to_string(d));
+  std::int64_t n = data.size();
+  if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
+  const std::int64_t batch = cfg.train.batch_size;
+  CUAE_CHECK(n >= batch, "dataset \"" + data.name + "\" has " + std::to_string(n) + " images, fewer than one batch of " +
+                             std::to_string(batch));
+  if (!S.trainer) {
+    const auto g = build_deep_autoencoder(cfg.model, cfg.loss, batch, false);
+    S.trainer = std::make_unique<Executor>(g.graph, S.options(true));
+    if (!S.loaded.empty()) S.trainer->load(S.loaded, S.loaded_step);
+    S.loaded.clear();
+  }
+  Executor& ex = *S.trainer;
+  // The whole training set lives on the device; each step gathers its shuffled rows there.
+  const Tensor images = data.images.rows(0, n);
+  const Tensor dev_images = S.device == Device::CPU ? images : images.to(S.device);
+  Tensor order({n}, DType::I32);
+  Tensor dev_order = S.device == Device::CPU ? order : Tensor({n}, DType::I32, S.device);
+  const std::int64_t steps = n / batch;
+  const int epochs = cfg.train.epochs;
+  const std::int64_t total = steps * epochs;
+  std::int64_t done = 0;
+  const int first_epoch = S.epochs_done;
+  const auto t0 = Clock::now();
+  for (int e = 0; e < epochs; ++e) {
+    // A permutation per epoch from (seed, epoch): runs repeat exactly.
+    auto* idx = static_cast<std::int32_t*>(order.data());
+    std::iota(idx, idx + n, 0);
+    std::mt19937_64 rng(cfg.train.seed * 1000003ull + static_cast<std::uint64_t>(S.epochs_done));
+    std::shuffle(idx, idx + n, rng);
+    if (S.device != Device::CPU) dev_order.copy_from(order);
+    double epoch_sum = 0.0;
+    std::int64_t epoch_count = 0;
+    auto t_last = Clock::now();
+    std::int64_t steps_last = 0;
+    for (std::int64_t s = 0; s < steps; ++s) {
+      ex.gather_input("x", dev_images, dev_order, s * batch);
+      ex.train_step();
+      ++done;
+      ++steps_last;
+      const bool end = s + 1 == steps;
+      if (((s + 1) % cfg.train.log_every == 0) || end) {
+        const auto losses = ex.drain_losses();  // synchronises: the timing below is honest
+        double sum = 0.0;
+        for (float l : losses) sum += l;
+        for (float l : losses)
+          if (!std::isfinite(l))
+            throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " + std::to_string(S.epochs_done + 1) +
+                        ", step " + std::to_string(s + 1) + " (lower optimizer.lr?)");
+        epoch_sum += sum;
+        epoch_count += static_cast<std::int64_t>(losses.size());
+        const auto now = Clock::now();
+        const double dt = std::chrono::duration<double>(now - t_last).count();
+        const double elapsed = std::chrono::duration<double>(now - t0).count();
+        TrainProgress p;
+        p.epoch = first_epoch + e + 1;
+        p.epochs = first_epoch + epochs;
+        p.step = s + 1;
+        p.steps_per_epoch = steps;
+        p.global_step = ex.step();
+        p.loss = losses.empty() ? 0.0 : sum / static_cast<double>(losses.size());
+        p.epoch_loss = epoch_count ? epoch_sum / static_cast<double>(epoch_count) : 0.0;
+        p.images_per_sec = dt > 0 ? static_cast<double>(steps_last * batch) / dt : 0.0;
+        p.elapsed_sec = elapsed;
+        p.eta_sec = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+        p.epoch_end = end;
+        if (end) ++S.epochs_done;
+        S.infer_stale = true;  // the callback may evaluate the model as it is now
+        if (progress) progress(p);
+        t_last = now;
+        steps_last = 0;
+      }
+    }
+  }
+  S.infer_stale = true;
+}
+
+Tensor Autoencoder::encode(const Tensor& images) {
+  const std::int64_t k = s_->cfg.model.layers.back();
+  Tensor out({images.rank() == 2 ? images.dim(0) : 0, k});
+  s_->run_batches(images, [&](Executor& ex, std::int64_t b, std::int64_t rows) {
+    const Tensor c = ex.read(s_->infer_graph.code);
+    std::copy(c.f32(), c.f32() + rows * k, out.f32() + b * k);
+  });
+  return out;
+}
+
+Tensor Autoencoder::reconstruct(const Tensor& images) {
+  const std::int64_t d = s_->cfg.model.layers.front();
+  Tensor out({images.rank() == 2 ? images.dim(0) : 0, d});
+  s_->run_batches(images, [&](Executor& ex, std::int64_t b, std::int64_t rows) {
+    const Tensor r = ex.read(s_->infer_graph.recon);
+    std::copy(r.f32(), r.f32() + rows * d, out.f32() + b * d);
+  });
+  return out;
+}
+
+ReconMetrics Autoencoder::evaluate(const Tensor& images) {
+  const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
+  return reconstruction_metrics(host, reconstruct(host));
+}
+
+double Autoencoder::loss(const Tensor& images) {
+  double sum = 0.0;
+  std::int64_t batches = 0;
+  const std::int64_t n = images.rank() == 2 ? images.dim(0) : 0;
+  // Only whole batches count, so padding rows never bias the mean.
+  s_->run_batches(images, [&](Executor& ex, std::int64_t, std::int64_t rows) {
+    if (rows == s_->infer_batch || n < s_->infer_batch) {
+      sum += ex.last_loss();
+      ++batches;
+    }
+  });
+  return batches ? sum / static_cast<double>(batches) : 0.0;
+}
+
+void Autoencoder::save(const std::string& path) {
+  State& S = *s_;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  if (S.trainer) {
+    tensors = S.trainer->parameters();
+    for (auto& t : S.trainer->optimizer_state()) tensors.push_back(std::move(t));
+  } else if (!S.loaded.empty()) {
+    for (auto& [k, v] : S.loaded) tensors.emplace_back(k, v);
+  } else {
+    tensors = S.inference(1).parameters();
+  }
+  std::map<std::string, std::string> meta{{"format", kFormat},
+                                          {"config", to_toml(S.cfg)},
+                                          {"step", std::to_string(step())},
+                                          {"epoch", std::to_string(S.epochs_done)},
+                                          {"model", S.cfg.model.type}};
+  save_safetensors(path, tensors, meta);
+}
+
+}  // namespace cuae

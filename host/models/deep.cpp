@@ -1,0 +1,68 @@
+// The deep (stacked, symmetric) autoencoder's graph.
+#include "cuae/autoencoder.hpp"
+
+namespace cuae {
+
+namespace {
+// Glorot for saturating and linear units, He for the ReLU family (including GELU).
+Init weight_init(Activation act, std::int64_t fan_in, std::int64_t fan_out) {
+  switch (act) {
+    case Activation::ReLU:
+    case Activation::LeakyReLU:
+    case Activation::GELU: return Init::he_uniform(fan_in);
+    case Activation::Tanh: return Init::glorot_uniform(fan_in, fan_out, 5.0f / 3.0f);
+    default: return Init::glorot_uniform(fan_in, fan_out);
+  }
+}
+}  // namespace
+
+DeepAutoencoderGraph build_deep_autoencoder(const ModelConfig& model, const LossConfig& loss, std::int64_t batch,
+                                            bool with_recon) {
+  const auto& L = model.layers;
+  CUAE_CHECK(L.size() >= 2, "model.layers needs at least two widths, got " + std::to_string(L.size()));
+  CUAE_CHECK(batch > 0, "batch size must be positive");
+  const bool bce = loss.type == LossType::BCEWithLogits;
+  CUAE_CHECK(!bce || model.output_activation == Activation::Sigmoid,
+             "loss bce needs output_activation sigmoid (the loss takes the logits)");
+  DeepAutoencoderGraph m;
+  Graph& g = m.graph;
+  m.input = g.input("x", {batch, L[0]});
+  const std::size_t depth = L.size() - 1;
+  std::vector<Value> enc_w(depth);
+  Value h = m.input;
+  for (std::size_t i = 0; i < depth; ++i) {
+    const Activation act = i + 1 == depth ? model.code_activation : model.activation;
+    const std::string p = "encoder." + std::to_string(i);
+    enc_w[i] = g.param(p + ".weight", {L[i + 1], L[i]}, weight_init(act, L[i], L[i + 1]));
+    const Value b = g.param(p + ".bias", {L[i + 1]}, Init::zeros(), /*decay=*/false);
+    h = g.dense(h, enc_w[i], b, act, false, model.leaky_slope, p);
+  }
+  m.code = h;
+  for (std::size_t j = 0; j < depth; ++j) {
+    const std::size_t i = depth - 1 - j;  // mirrors encoder layer i: L[i+1] -> L[i]
+    Activation act = model.activation;
+    if (i == 0) act = bce ? Activation::Identity : model.output_activation;
+    const std::string p = "decoder." + std::to_string(j);
+    Value w;
+    bool transposed = false;
+    if (model.tied_weights) {
+      w = enc_w[i];  // [L[i+1], L[i]] used as [in, out]
+      transposed = true;
+    } else {
+      w = g.param(p + ".weight", {L[i], L[i + 1]}, weight_init(act, L[i + 1], L[i]));
+    }
+    const Value b = g.param(p + ".bias", {L[i]}, Init::zeros(), /*decay=*/false);
+    h = g.dense(h, w, b, act, transposed, model.leaky_slope, p);
+  }
+  m.output = h;
+  m.recon = h;
+  if (with_recon && bce) m.recon = g.activation(h, Activation::Sigmoid, 0.01f, "recon");
+  m.loss = g.loss(m.output, m.input, loss.type, loss.reduction, 1.0f, "loss");
+  if (with_recon) {
+    g.mark_output(m.code);
+    g.mark_output(m.recon);
+  }
+  return m;
+}
+
+}  // namespace cuae

@@ -1,0 +1,115 @@
+// cuae::Autoencoder — a deep (stacked, symmetric) autoencoder built from a Config, trained on a
+// Dataset, saved to and loaded from safetensors checkpoints, and used to encode and reconstruct.
+//
+//   cuae::Config cfg = cuae::load_config("configs/deep.toml");
+//   cuae::Autoencoder ae(cfg, cuae::resolve_device(cfg.train.device));
+//   ae.train(cuae::load_fashion_mnist(cfg.data.dir, /*train=*/true));
+//   cuae::Tensor codes = ae.encode(test.images);          // [N, 30]
+//   ae.save("model.safetensors");
+//
+// The network: encoder layers layers[0] -> layers[1] -> ... -> layers[L-1] (the code) with
+// `activation` on hidden layers and `code_activation` on the code; the decoder mirrors it back to
+// layers[0] with `output_activation` on the reconstruction. With loss "bce" the last layer emits
+// logits, the loss is BCE-with-logits, and reconstructions are their sigmoid.
+// Parameters: encoder.{i}.weight [l_{i+1}, l_i], encoder.{i}.bias, decoder.{j}.weight, decoder.{j}.bias
+// (j counts from the code outwards; tied decoders have no weight of their own).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "cuae/config.hpp"
+#include "cuae/data.hpp"
+#include "cuae/executor.hpp"
+#include "cuae/graph.hpp"
+
+namespace cuae {
+
+// Reconstruction error of images [N, D] by recon [N, D] (host tensors, values in [0, 1]).
+// bce_per_image clamps recon to [1e-7, 1 - 1e-7] so a linear baseline (PCA) can be scored too.
+struct CUAE_API ReconMetrics {
+  double mse_per_pixel = 0.0;  // mean over images and pixels of (x - x̂)²
+  double se_per_image = 0.0;   // mean over images of Σ_pixels (x - x̂)²
+  double bce_per_image = 0.0;  // mean over images of Σ_pixels −[x log x̂ + (1−x) log(1−x̂)]
+  std::int64_t images = 0;
+};
+CUAE_API ReconMetrics reconstruction_metrics(const Tensor& images, const Tensor& recon);
+
+// Principal component analysis on the host (covariance by BLAS, eigenvectors by LAPACK).
+struct CUAE_API Pca {
+  Tensor mean;        // [D]
+  Tensor components;  // [k, D], orthonormal rows, largest variance first
+  Tensor variances;   // [k] eigenvalues
+};
+CUAE_API Pca fit_pca(const Tensor& images, int k);
+CUAE_API Tensor pca_reconstruct(const Pca& pca, const Tensor& images);  // [N, D], clamped to [0, 1] is NOT applied
+
+// The graph of a deep autoencoder for a fixed batch size.
+struct CUAE_API DeepAutoencoderGraph {
+  Graph graph;
+  Value input;   // "x" [batch, layers[0]]
+  Value code;    // [batch, layers.back()]
+  Value output;  // last layer's output: logits for bce, else the reconstruction
+  Value recon;   // the reconstruction (== output unless bce; only built when with_recon)
+  Value loss;
+};
+CUAE_API DeepAutoencoderGraph build_deep_autoencoder(const ModelConfig& model, const LossConfig& loss,
+                                                     std::int64_t batch, bool with_recon);
+
+struct CUAE_API TrainProgress {
+  int epoch = 0, epochs = 0;           // 1-based epoch
+  std::int64_t step = 0;               // step within the epoch (1-based)
+  std::int64_t steps_per_epoch = 0;
+  std::int64_t global_step = 0;
+  double loss = 0.0;                   // mean training loss over the steps since the last report
+  double epoch_loss = 0.0;             // mean over the epoch so far
+  double images_per_sec = 0.0;
+  double elapsed_sec = 0.0;
+  double eta_sec = 0.0;
+  bool epoch_end = false;
+};
+
+class CUAE_API Autoencoder {
+ public:
+  // Parameters initialised from config.train.seed.
+  Autoencoder(const Config& config, Device device);
+  // From a checkpoint written by save(): the config comes from its metadata; weights, optimizer
+  // state and step are restored.
+  static Autoencoder load(const std::string& checkpoint_path, Device device);
+  ~Autoencoder();
+  Autoencoder(Autoencoder&&) noexcept;
+  Autoencoder& operator=(Autoencoder&&) noexcept;
+
+  const Config& config() const;
+  Device device() const;
+  std::int64_t step() const;    // optimizer updates so far
+  int epochs_done() const;
+  std::int64_t parameter_count() const;
+  // Memory plan of the training step (after train() started) or of inference.
+  MemoryReport memory() const;
+
+  // Trains config.train.epochs epochs on `data` (shuffled each epoch, last partial batch dropped).
+  // The dataset is copied to the device once; batches are gathered there.
+  void train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress = {});
+
+  Tensor encode(const Tensor& images);       // [N, layers[0]] -> [N, code] (host)
+  Tensor reconstruct(const Tensor& images);  // [N, layers[0]] -> [N, layers[0]] (host)
+  ReconMetrics evaluate(const Tensor& images);
+  // Mean ‖x − x̂‖-style training loss of the configured objective over `images` (per batch mean).
+  double loss(const Tensor& images);
+
+  // safetensors: parameters, optimizer state (opt.m.*, opt.v.*), and in __metadata__ the config
+  // (TOML), step, epoch and format. Written to a temporary file and renamed.
+  void save(const std::string& path);
+
+  struct State;
+
+ private:
+  explicit Autoencoder(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace cuae

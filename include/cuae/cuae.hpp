@@ -1,0 +1,18 @@
+// cuae — autoencoders on NVIDIA GPUs. One include for the whole public API.
+#pragma once
+
+#include "cuae/autoencoder.hpp"
+#include "cuae/config.hpp"
+#include "cuae/data.hpp"
+#include "cuae/error.hpp"
+#include "cuae/executor.hpp"
+#include "cuae/graph.hpp"
+#include "cuae/image.hpp"
+#include "cuae/npy.hpp"
+#include "cuae/safetensors.hpp"
+#include "cuae/tensor.hpp"
+
+namespace cuae {
+// "0.1.0"
+CUAE_API const char* version();
+}  // namespace cuae
