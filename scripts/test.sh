@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Quick start, part 2: builds cuae and runs the whole test suite with ctest. CUDA tests are
+# reported as skipped on machines without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+# One test program at a time per core; OpenMP threads must not spin against each other.
+export OMP_WAIT_POLICY=PASSIVE
+ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
