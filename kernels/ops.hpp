@@ -17,7 +17,9 @@ enum class Act : int { Identity = 0, ReLU, LeakyReLU, Sigmoid, Tanh, GELU };
 enum class LossKind : int { MSE = 0, L1, BCEWithLogits };
 enum class OptKind : int { SGD = 0, Adam, AdamW };
 
-// What an op may use besides its arguments. On the CPU backend every pointer is null.
+// What an op may use besides its arguments. On the CPU backend every pointer is null. The scratch
+// and workspace are shared by the ops enqueued on this context's stream: a second stream needs a
+// Context (and so a Backend) of its own.
 struct Context {
   void* stream = nullptr;          // cudaStream_t the op is enqueued on
   void* blaslt = nullptr;          // cublasLtHandle_t
@@ -28,6 +30,10 @@ struct Context {
   bool tf32 = false;               // allow TF32 tensor cores in fp32 GEMMs
   int variant = 0;                 // kernel variant (0 = production choice); the benchmark sweeps it
 };
+
+// Kernel variants dense_forward/dense_backward have on the CUDA backend (Context::variant <
+// kDenseVariants); the other ops have one.
+constexpr int kDenseVariants = 3;
 
 // Y = act(X·Wᵀ + b).  X: [m,k]; W: [n,k] (or [k,n] when w_kn, the tied-decoder layout); b: [n] or
 // null; Y: [m,n]. z receives the pre-activation X·Wᵀ + b when non-null; the backward of GELU needs
@@ -47,7 +53,8 @@ struct DenseForward {
 // Backward of DenseForward. dZ = dY ⊙ act'(·) and db = Σ_rows dZ in one pass; then
 // dW = dZᵀ·X (or Xᵀ·dZ when w_kn) and dX = dZ·W. dz is an [m,n] workspace. Any of dx, dw, db may be
 // null (not wanted); acc_* adds into the destination instead of overwriting it, which is how a value
-// used twice accumulates its gradient.
+// used twice accumulates its gradient. y may be null for identity and GELU (their derivatives do
+// not need it); dz is scratch whose contents afterwards are unspecified.
 struct DenseBackward {
   const float* dy = nullptr;
   const float* y = nullptr;
@@ -101,7 +108,8 @@ struct GatherRows {
 //   loss[0] = scale · Σ ℓ(pred, target);  grad = scale · ∂ℓ/∂pred (skipped when grad is null).
 // MSE: ℓ = (p−t)²; L1: ℓ = |p−t| (subgradient 0 at p = t); BCEWithLogits: pred holds logits x,
 // ℓ = max(x,0) − x·t + log(1 + e^{−|x|}), ∂ℓ/∂x = σ(x) − t.
-// The value is written (never accumulated) into loss[0], a device/host scalar.
+// The value is written (never accumulated) into loss[0], which lives in the backend's memory (device
+// memory on CUDA).
 struct Loss {
   const float* pred = nullptr;
   const float* target = nullptr;
@@ -115,9 +123,11 @@ struct Loss {
 
 // One fused update over a flat parameter buffer of n values. The first n_decay values are weights
 // (decayed); the rest are biases (never decayed).
-//   SGD:   g' = g + wd·p; v = μ·v + g'; p -= lr·(nesterov ? g' + μ·v : v)      (m unused)
+//   SGD:   g' = g + wd·p; v = μ·v + g'; p -= lr·(nesterov ? g' + μ·v : v)
+//          (m unused; v may be null when μ = 0)
 //   Adam:  g' = g + wd·p (L2); m,v moments; p -= lr·m̂/(√v̂ + eps)
-//   AdamW: as Adam on g, then p -= lr·wd·p (decoupled decay)
+//   AdamW: p -= lr·wd·p_old + lr·m̂/(√v̂ + eps), the decay on the parameter before this step
+//          (PyTorch's order)
 // step is 1 for the first update (bias correction).
 struct OptimizerStep {
   float* param = nullptr;

@@ -282,3 +282,40 @@ TEST(Executor, CudaMatchesCpuOverAdamSteps) {
 
 }  // namespace
 }  // namespace cuae
+
+namespace cuae {
+namespace {
+
+// SGD with momentum keeps a velocity: two identical steps on the same batch move the parameters
+// by g and then by μ·g + g' (not by the same amount twice), and the velocity is exported.
+TEST(Executor, SgdMomentumKeepsVelocity) {
+  Graph g;
+  auto x = g.input("x", {4, 3});
+  auto w = g.param("w", {3, 3}, Init::uniform(0.5f));
+  auto y = g.dense(x, w, Value{}, Activation::Identity);
+  g.loss(y, x, LossType::MSE, Reduction::Mean);
+  ExecutorOptions o;
+  o.training = true;
+  o.optimizer.type = OptimizerType::SGD;
+  o.optimizer.lr = 0.1f;
+  o.optimizer.momentum = 0.9f;
+  Executor ex(g, o);
+  ex.set_input("x", Tensor::from(test::uniform(12, 3), {4, 3}));
+  const auto p0 = ex.read("w").values();
+  ex.train_step();
+  const auto g0 = ex.gradients()[0].second.values();
+  const auto p1 = ex.read("w").values();
+  ex.train_step();
+  const auto g1 = ex.gradients()[0].second.values();
+  const auto p2 = ex.read("w").values();
+  for (std::size_t i = 0; i < p0.size(); ++i) {
+    EXPECT_NEAR(p0[i] - p1[i], 0.1f * g0[i], 1e-6f);
+    EXPECT_NEAR(p1[i] - p2[i], 0.1f * (0.9f * g0[i] + g1[i]), 1e-6f);
+  }
+  const auto state = ex.optimizer_state();
+  ASSERT_EQ(state.size(), 1u);
+  EXPECT_EQ(state[0].first, "opt.v.w");
+}
+
+}  // namespace
+}  // namespace cuae

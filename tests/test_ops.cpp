@@ -370,9 +370,12 @@ const std::vector<Shape3> kDenseShapes = {{1, 1, 1},     {7, 33, 1},     {33, 1,
                                           {100, 7, 257}, {257, 100, 33}, {64, 128, 32}, {257, 257, 257}};
 const Act kActs[] = {Act::Identity, Act::ReLU, Act::LeakyReLU, Act::Sigmoid, Act::Tanh, Act::GELU};
 constexpr float kLeakySlope = 0.1f;  // not the 0.01 default, so an op that ignores slope fails
-// The dense ops' CUDA variants, as listed at the top of kernels/cuda/dense.cu (0 = production).
-// ops.hpp has no variant count yet; when it does, read it from there.
-const std::vector<int> kDenseVariants = {0, 1, 2};
+// The dense ops' CUDA variants (0 = production), every one of which must match the CPU.
+const std::vector<int> kDenseVariantList = [] {
+  std::vector<int> v;
+  for (int i = 0; i < cuae::kern::kDenseVariants; ++i) v.push_back(i);
+  return v;
+}();
 
 std::string shape_tag(const Shape3& s) {
   return "m" + std::to_string(s.m) + "_n" + std::to_string(s.n) + "_k" + std::to_string(s.k);
@@ -410,7 +413,7 @@ class DenseForwardCase : public OpCase {
            (bias_ ? "_bias" : "_nobias") + (want_z_ ? "_z" : "") + (tf32_ ? "_tf32" : "");
   }
   bool tf32() const override { return tf32_; }
-  std::vector<int> variants() const override { return kDenseVariants; }
+  std::vector<int> variants() const override { return kDenseVariantList; }
 
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     DenseInputs in = dense_inputs(s_, bias_, seed);
@@ -487,7 +490,7 @@ class DenseBackwardCase : public OpCase {
            (bias_ ? "_db" : "_nodb") + "_" + v_.tag + (tf32_ ? "_tf32" : "");
   }
   bool tf32() const override { return tf32_; }
-  std::vector<int> variants() const override { return kDenseVariants; }
+  std::vector<int> variants() const override { return kDenseVariantList; }
 
   // Slots: 0 dy, 1 y, 2 z, 3 x, 4 w, 5 dz, 6 dx, 7 dw, 8 db. y and z come from the CPU forward on
   // the same inputs, so they are consistent as in training. y is passed only where the derivative

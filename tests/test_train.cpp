@@ -137,7 +137,7 @@ TEST(Config, RoundTripsThroughToml) {
 }
 
 TEST(Config, ShippedConfigsParse) {
-  for (const char* name : {"deep.toml", "deep-cpu.toml"}) {
+  for (const char* name : {"deep.toml", "deep-relu.toml"}) {
     const Config c = load_config(std::string(CUAE_SOURCE_DIR) + "/configs/" + name);
     EXPECT_EQ(c.model.layers.front(), 784) << name;
     EXPECT_EQ(c.model.layers.back(), 30) << name;

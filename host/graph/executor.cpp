@@ -127,8 +127,28 @@ struct Executor::Impl {
     return static_cast<int>(bufs.size()) - 1;
   }
 
+  // Records a gradient write on step s: the first write to a gradient overwrites it, later ones
+  // accumulate (a value used twice), so no gradient is ever zeroed inside a step.
+  std::vector<bool> grad_written;
+  void write_grad(Step& s, int g) {
+    auto ug = static_cast<std::size_t>(g);
+    if (ug >= grad_written.size()) grad_written.resize(ug + 1, false);
+    s.writes.push_back(g);
+    s.acc.push_back(grad_written[ug]);
+    grad_written[ug] = true;
+  }
+  bool has_grad(int g) const { return g >= 0 && static_cast<std::size_t>(g) < grad_written.size() && grad_written[static_cast<std::size_t>(g)]; }
+  // m, n, k of a dense node.
+  void dense_dims(const Graph::Node& n, int& m, int& out, int& k) const {
+    const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
+    const auto& xs = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
+    m = static_cast<int>(xs[0]);
+    k = static_cast<int>(xs[1]);
+    out = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
+  }
+
   void compile();
-  void derive_backward(const std::vector<bool>& needs_grad, std::vector<bool>& written);
+  void derive_backward(const std::vector<bool>& needs_grad);
   void plan();
   void init_params();
   void bind();
@@ -166,12 +186,6 @@ void Executor::Impl::compile() {
   }
 
   // Forward steps in graph order. A loss step also writes its prediction's gradient (fused).
-  std::vector<bool> written(bufs.size() + 16 * nodes.size(), false);
-  auto write_grad = [&](Step& s, int g) {
-    s.writes.push_back(g);
-    s.acc.push_back(written[static_cast<std::size_t>(g)]);
-    written[static_cast<std::size_t>(g)] = true;
-  };
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const auto& n = nodes[i];
     Step s;
@@ -203,7 +217,7 @@ void Executor::Impl::compile() {
   n_forward = static_cast<int>(steps.size());
   if (opt.training) {
     CUAE_CHECK(!loss_bufs.empty(), "training needs at least one loss term in the graph");
-    derive_backward(needs_grad, written);
+    derive_backward(needs_grad);
     // A parameter no loss depends on keeps a zero gradient (zeroed once at allocation).
   }
 }
@@ -211,19 +225,14 @@ void Executor::Impl::compile() {
 // Reverse mode: walk the forward nodes backwards; a node whose output received any gradient
 // contribution emits its backward step. All consumers of a value come after its producer in graph
 // order, so when the producer is reached its output gradient is complete.
-void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad, std::vector<bool>& written) {
+void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
   const auto& nodes = graph.nodes();
-  auto write_grad = [&](Step& s, int g) {
-    s.writes.push_back(g);
-    s.acc.push_back(written[static_cast<std::size_t>(g)]);
-    written[static_cast<std::size_t>(g)] = true;
-  };
   for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
     const auto& n = nodes[static_cast<std::size_t>(i)];
     if (n.kind == Graph::OpKind::Loss) continue;
     const int y = n.outputs[0];
     const int gy = grad_of[static_cast<std::size_t>(y)];
-    if (gy < 0 || !written[static_cast<std::size_t>(gy)]) continue;
+    if (!has_grad(gy)) continue;
     Step s;
     s.node = i;
     if (n.kind == Graph::OpKind::Dense) {
@@ -341,20 +350,15 @@ void Executor::Impl::bind() {
   for (int p = 0; p < static_cast<int>(steps.size()); ++p) {
     const Step& s = steps[static_cast<std::size_t>(p)];
     const auto& n = nodes[static_cast<std::size_t>(s.node)];
-    const bool fwd = p < n_forward;
     switch (s.kind) {
       case StepKind::DenseF: {
-        const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
-        const auto& xs = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
         kern::DenseForward a;
+        dense_dims(n, a.m, a.n, a.k);
         a.x = ptr(n.inputs[0]);
         a.w = ptr(n.inputs[1]);
         a.b = ptr(n.inputs[2]);
         a.y = ptr(n.outputs[0]);
         a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
-        a.m = static_cast<int>(xs[0]);
-        a.k = static_cast<int>(xs[1]);
-        a.n = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
         a.w_kn = n.w_transposed;
         a.act = to_kern(n.act);
         a.slope = n.slope;
@@ -394,9 +398,8 @@ void Executor::Impl::bind() {
         break;
       }
       case StepKind::DenseB: {
-        const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
-        const auto& xs = graph.values()[static_cast<std::size_t>(n.inputs[0])].shape;
         kern::DenseBackward a;
+        dense_dims(n, a.m, a.n, a.k);
         a.dy = ptr(s.reads[0]);
         a.y = ptr(n.outputs[0]);
         a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
@@ -413,9 +416,6 @@ void Executor::Impl::bind() {
           else if (b == gw) a.dw = ptr(b), a.acc_dw = s.acc[k];
           else if (b == gb) a.db = ptr(b), a.acc_db = s.acc[k];
         }
-        a.m = static_cast<int>(xs[0]);
-        a.k = static_cast<int>(xs[1]);
-        a.n = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
         a.w_kn = n.w_transposed;
         a.act = to_kern(n.act);
         a.slope = n.slope;
@@ -435,7 +435,6 @@ void Executor::Impl::bind() {
         break;
       }
     }
-    (void)fwd;
   }
 }
 
@@ -470,11 +469,12 @@ Executor::Executor(const Graph& graph, const ExecutorOptions& options) : impl_(s
   if (options.training) {
     I.grads = static_cast<float*>(be.alloc(pbytes));
     be.memset(I.grads, 0, pbytes);  // padding and unused parameters keep a zero gradient
-    I.m = static_cast<float*>(be.alloc(pbytes));
-    be.memset(I.m, 0, pbytes);
+    // SGD keeps its velocity in v; Adam/AdamW keep both moments.
+    I.v = static_cast<float*>(be.alloc(pbytes));
+    be.memset(I.v, 0, pbytes);
     if (options.optimizer.type != OptimizerType::SGD) {
-      I.v = static_cast<float*>(be.alloc(pbytes));
-      be.memset(I.v, 0, pbytes);
+      I.m = static_cast<float*>(be.alloc(pbytes));
+      be.memset(I.m, 0, pbytes);
     }
   }
   I.scalars = static_cast<float*>(be.alloc(static_cast<std::size_t>(std::max(I.n_scalars, 1)) * sizeof(float)));

@@ -88,7 +88,8 @@ class CUAE_API Executor {
   // Gradients of the latest train_step() by parameter name, as host tensors (computed before the
   // update was applied). Training executors only.
   std::vector<std::pair<std::string, Tensor>> gradients();
-  // Returns {"opt.m.<param>", ...}, {"opt.v.<param>", ...} for the optimizer's moment buffers.
+  // The optimizer's state by parameter: {"opt.m.<param>", ...} and {"opt.v.<param>", ...} for
+  // Adam/AdamW's moments, {"opt.v.<param>", ...} for SGD's velocity.
   std::vector<std::pair<std::string, Tensor>> optimizer_state();
   // Loads parameters (and optimizer state, if present and training); every graph parameter must be
   // present with the same shape, or the error names the first that is not.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/act_math.hpp"
+#include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -24,7 +25,7 @@ void dense_forward(const Context&, const DenseForward& a) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, a.w_kn ? CblasNoTrans : CblasTrans, m, n, k, 1.0f, a.x, k, a.w,
               a.w_kn ? n : k, 0.0f, a.y, n);
   // Epilogue: bias, keep z if asked, activation. Rows are independent.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (static_cast<std::int64_t>(m) * n >= kParallelMin)
   for (int i = 0; i < m; ++i) {
     float* yrow = a.y + static_cast<std::size_t>(i) * n;
     float* zrow = a.z ? a.z + static_cast<std::size_t>(i) * n : nullptr;

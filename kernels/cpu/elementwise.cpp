@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "kernels/act_math.hpp"
+#include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -10,7 +11,7 @@ namespace cuae::kern::cpu {
 
 void activation_forward(const Context&, const Activation& a) {
   validate(a);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (a.count >= kParallelMin)
   for (std::int64_t i = 0; i < a.count; ++i) a.y[i] = act_forward(a.act, a.x[i], a.slope);
 }
 
@@ -19,7 +20,7 @@ void loss(const Context&, const Loss& a) {
   // The sum runs in double: a float sum over a million terms would carry ~1e-4 relative error,
   // more than the GPU's tree reduction, and the oracle must be the more accurate side.
   double sum = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : sum)
+#pragma omp parallel for schedule(static) reduction(+ : sum) if (a.count >= kParallelMin)
   for (std::int64_t i = 0; i < a.count; ++i) {
     float value = 0.0f, grad = 0.0f;
     loss_elem(a.kind, a.pred[i], a.target[i], value, grad);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -12,7 +13,7 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
   validate(a);
   if (a.kind == OptKind::SGD) {
     const float mu = a.momentum;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
     for (std::int64_t i = 0; i < a.n; ++i) {
       const float wd = i < a.n_decay ? a.weight_decay : 0.0f;
       const float g = a.grad[i] + wd * a.param[i];
@@ -30,7 +31,7 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
   const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
   const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
   const bool decoupled = a.kind == OptKind::AdamW;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
   for (std::int64_t i = 0; i < a.n; ++i) {
     const float wd = i < a.n_decay ? a.weight_decay : 0.0f;
     const float p = a.param[i];

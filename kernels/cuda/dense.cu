@@ -507,6 +507,7 @@ void dense_forward(const Context& ctx, const DenseForward& a) {
              kern::detail::dense_desc("dense_forward", a.m, a.n, a.k, a.w_kn, a.act) + ": no cuBLASLt handle in the context");
   const cudaStream_t stream = launch::stream_of(ctx);
   const int variant = ctx.variant;
+  CUAE_CHECK(variant >= 0 && variant < kDenseVariants, "dense: no kernel variant " + std::to_string(variant));
   const bool has_b = a.b != nullptr;
   Gemm g = forward_gemm(a);
 
@@ -563,6 +564,7 @@ void dense_backward(const Context& ctx, const DenseBackward& a) {
   CUAE_CHECK(ctx.blaslt != nullptr, desc() + ": no cuBLASLt handle in the context");
   const cudaStream_t stream = launch::stream_of(ctx);
   const int variant = ctx.variant;
+  CUAE_CHECK(variant >= 0 && variant < kDenseVariants, "dense: no kernel variant " + std::to_string(variant));
 
   // Variant 2: db from the dW GEMM's bias-gradient epilogue, when the call allows it (the epilogue
   // overwrites db, and needs the dW GEMM to run at all) and cuBLASLt has an algorithm for it.

@@ -6,6 +6,7 @@
 // float4 accesses when cols is a multiple of 4 (784 is), scalar otherwise.
 #include "host/runtime/check.hpp"
 #include "kernels/act_math.hpp"
+#include "kernels/validate.hpp"
 
 namespace cuae::kern::cuda {
 
@@ -45,8 +46,7 @@ int grid_for(std::int64_t n, int block) {
 }  // namespace
 
 void activation_backward(const Context& ctx, const ActivationBackward& a) {
-  CUAE_CHECK(a.count >= 0, "activation_backward: negative count");
-  CUAE_CHECK(a.act != Act::GELU || a.z, "activation_backward: GELU needs the pre-activation z");
+  validate(a);
   if (a.count == 0) return;
   constexpr int kBlock = 256;
   activation_backward_kernel<<<grid_for(a.count, kBlock), kBlock, 0, static_cast<cudaStream_t>(ctx.stream)>>>(
@@ -55,7 +55,7 @@ void activation_backward(const Context& ctx, const ActivationBackward& a) {
 }
 
 void gather_rows(const Context& ctx, const GatherRows& a) {
-  CUAE_CHECK(a.rows >= 0 && a.cols >= 0, "gather_rows: negative size");
+  validate(a);
   CUAE_CHECK(a.rows < (1ll << 31), "gather_rows: more than 2^31 rows");
   if (a.rows == 0 || a.cols == 0) return;
   auto stream = static_cast<cudaStream_t>(ctx.stream);
