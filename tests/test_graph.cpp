@@ -183,7 +183,8 @@ TEST(Autodiff, UnusedParameterGetsZeroGradient) {
 }
 
 TEST(Executor, PlannedArenaIsValidAndSmallerThanNaive) {
-  // Random deep stacks: every plan must be valid (checked inside via the report) and reuse memory.
+  // Random deep stacks: the executor refuses to build with an invalid plan (it checks every plan
+  // with plan_is_valid), and a stack of three or more layers must reuse memory.
   std::mt19937 rng(7);
   for (int trial = 0; trial < 20; ++trial) {
     ModelConfig m;

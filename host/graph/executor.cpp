@@ -307,6 +307,9 @@ void Executor::Impl::plan() {
     item_buf.push_back(static_cast<int>(i));
   }
   const graph::ArenaPlan ap = graph::plan_arena(items);
+  // Checked on every build (quadratic in the values, microseconds for real models): a planner bug
+  // must never turn into two live tensors sharing memory.
+  CUAE_CHECK(graph::plan_is_valid(items, ap), "internal error: the memory plan overlaps two live buffers");
   for (std::size_t k = 0; k < items.size(); ++k) bufs[static_cast<std::size_t>(item_buf[k])].offset = ap.offsets[k];
   mem.arena_bytes = ap.peak;
   mem.values_planned = static_cast<int>(items.size());
