@@ -1,5 +1,6 @@
 #include "cuae/cuae.hpp"
 
 namespace cuae {
-const char* version() { return "0.1.0"; }
+// CUAE_VERSION comes from the CMake project version.
+const char* version() { return CUAE_VERSION; }
 }  // namespace cuae

@@ -13,6 +13,6 @@
 #include "cuae/tensor.hpp"
 
 namespace cuae {
-// "0.1.0"
+// The library version, e.g. "0.1.0" (CMake project version).
 CUAE_API const char* version();
 }  // namespace cuae

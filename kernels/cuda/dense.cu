@@ -399,14 +399,17 @@ __global__ void __launch_bounds__(kTileCols* kTileRows)
                       int rows_per_chunk, float slope, bool direct, bool acc) {
   __shared__ float sums[kTileRows][kTileCols + 1];
   const int col = blockIdx.x * kTileCols + threadIdx.x;
-  const int r0 = blockIdx.y * rows_per_chunk;
-  const int r1 = min(m, r0 + rows_per_chunk);
+  // Rows in unsigned: with m close to 2^31 (n = 1 is allowed up to 2^31-1 rows) the last chunk's
+  // r0 + rows_per_chunk and the loop's r + 2·kTileRows pass INT_MAX, and a signed overflow would
+  // wrap r1 negative and silently drop that chunk's rows. All of these stay below 2^32.
+  const unsigned r0 = blockIdx.y * static_cast<unsigned>(rows_per_chunk);
+  const unsigned r1 = min(static_cast<unsigned>(m), r0 + static_cast<unsigned>(rows_per_chunk));
   float s = 0.0f;
   if (col < n) {
     // Unrolled by hand ×2 so two independent loads are in flight per thread.
-    int r = r0 + threadIdx.y;
+    unsigned r = r0 + threadIdx.y;
     for (; r + kTileRows < r1; r += 2 * kTileRows) {
-      const unsigned i0 = static_cast<unsigned>(r) * n + col;
+      const unsigned i0 = r * n + col;
       const unsigned i1 = i0 + kTileRows * static_cast<unsigned>(n);
       const float d0 = dy[i0] * dact<A>(y, z, i0, slope);
       const float d1 = dy[i1] * dact<A>(y, z, i1, slope);
@@ -416,7 +419,7 @@ __global__ void __launch_bounds__(kTileCols* kTileRows)
       s += d1;
     }
     if (r < r1) {
-      const unsigned i0 = static_cast<unsigned>(r) * n + col;
+      const unsigned i0 = r * n + col;
       const float d0 = dy[i0] * dact<A>(y, z, i0, slope);
       dz[i0] = d0;
       s += d0;
@@ -436,8 +439,9 @@ __global__ void __launch_bounds__(kTileCols* kTileRows)
 // db[col] (+)= Σ_c partial[c·n + col], c in order.
 __global__ void __launch_bounds__(kThreads) bgrad_finish_kernel(const float* partial, int chunks, int n, float* db,
                                                                 bool acc) {
-  const int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col >= n) return;
+  // Unsigned: for n near 2^31 the last block's indices pass INT_MAX (and would wrap negative).
+  const unsigned col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= static_cast<unsigned>(n)) return;
   float t = 0.0f;
   for (int c = 0; c < chunks; ++c) t += partial[static_cast<unsigned>(c) * n + col];
   db[col] = acc ? db[col] + t : t;
@@ -446,8 +450,8 @@ __global__ void __launch_bounds__(kThreads) bgrad_finish_kernel(const float* par
 // Variant 1's baseline: one thread per column walks all m rows (coalesced across the warp, but
 // only n threads: the parallelism the fused kernel exists to recover).
 __global__ void __launch_bounds__(kThreads) colsum_naive_kernel(const float* dz, int m, int n, float* db, bool acc) {
-  const int col = blockIdx.x * blockDim.x + threadIdx.x;
-  if (col >= n) return;
+  const unsigned col = blockIdx.x * blockDim.x + threadIdx.x;  // unsigned: see bgrad_finish_kernel
+  if (col >= static_cast<unsigned>(n)) return;
   float t = 0.0f;
   for (int r = 0; r < m; ++r) t += dz[static_cast<unsigned>(r) * n + col];
   db[col] = acc ? db[col] + t : t;
@@ -465,23 +469,26 @@ void dact_cuda(const DenseBackward& a, cudaStream_t stream) {
 }
 
 void dact_bgrad_cuda(const Context& ctx, const DenseBackward& a, cudaStream_t stream) {
-  const int col_tiles = (a.n + kTileCols - 1) / kTileCols;
+  // Host sizing in 64 bits: a.m + rows_per_chunk (and a.n + 31) overflow int when a dimension is
+  // near 2^31, which validate() allows (m = 2^31-1 with n = k = 1), giving a negative grid.
+  const std::int64_t M = a.m, N = a.n;
+  const std::int64_t col_tiles = (N + kTileCols - 1) / kTileCols;
   // Row chunks: enough of them for ~8 blocks per SM, but at least 16 rows per chunk (2 per warp)
   // and never more chunks than the scratch holds partials for (chunks·n floats). With a single
   // chunk the block writes db itself and no second kernel runs.
   const std::int64_t want_blocks = static_cast<std::int64_t>(launch::sm_count()) * 8;
   std::int64_t chunks = (want_blocks + col_tiles - 1) / col_tiles;
-  const std::int64_t max_by_rows = (a.m + 2 * kTileRows - 1) / (2 * kTileRows);  // ≥ 16 rows per chunk
-  const std::int64_t max_by_scratch = ctx.scratch ? static_cast<std::int64_t>(ctx.scratch_floats) / a.n : 0;
+  const std::int64_t max_by_rows = (M + 2 * kTileRows - 1) / (2 * kTileRows);  // ≥ 16 rows per chunk
+  const std::int64_t max_by_scratch = ctx.scratch ? static_cast<std::int64_t>(ctx.scratch_floats) / N : 0;
   if (chunks > max_by_rows) chunks = max_by_rows;
   if (chunks > max_by_scratch) chunks = max_by_scratch;
   if (chunks > 65535) chunks = 65535;  // grid.y limit
   if (chunks < 1) chunks = 1;
-  const int rows_per_chunk = static_cast<int>((a.m + chunks - 1) / chunks);
-  chunks = (a.m + rows_per_chunk - 1) / rows_per_chunk;
+  const int rows_per_chunk = static_cast<int>((M + chunks - 1) / chunks);
+  chunks = (M + rows_per_chunk - 1) / rows_per_chunk;
   const bool direct = chunks == 1;
   float* out = direct ? a.db : ctx.scratch;
-  const dim3 grid(col_tiles, static_cast<unsigned>(chunks));
+  const dim3 grid(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks));
   const dim3 block(kTileCols, kTileRows);
   launch::dispatch_act(a.act, [&](auto t) {
     dact_bgrad_kernel<decltype(t)::value><<<grid, block, 0, stream>>>(a.dy, a.y, a.z, a.dz, out, a.m, a.n,
@@ -489,8 +496,8 @@ void dact_bgrad_cuda(const Context& ctx, const DenseBackward& a, cudaStream_t st
   });
   CUAE_CUDA_LAUNCH_CHECK();
   if (!direct) {
-    bgrad_finish_kernel<<<(a.n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(ctx.scratch, static_cast<int>(chunks),
-                                                                                 a.n, a.db, a.acc_db);
+    const auto blocks = static_cast<unsigned>((N + kThreads - 1) / kThreads);
+    bgrad_finish_kernel<<<blocks, kThreads, 0, stream>>>(ctx.scratch, static_cast<int>(chunks), a.n, a.db, a.acc_db);
     CUAE_CUDA_LAUNCH_CHECK();
   }
 }
@@ -584,7 +591,9 @@ void dense_backward(const Context& ctx, const DenseBackward& a) {
     dact_cuda(a, stream);
   } else if (variant == 1) {
     dact_cuda(a, stream);
-    colsum_naive_kernel<<<(a.n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(a.dz, a.m, a.n, a.db, a.acc_db);
+    // Grid in 64 bits: a.n + kThreads - 1 overflows int for n near 2^31.
+    const auto blocks = static_cast<unsigned>((static_cast<std::int64_t>(a.n) + kThreads - 1) / kThreads);
+    colsum_naive_kernel<<<blocks, kThreads, 0, stream>>>(a.dz, a.m, a.n, a.db, a.acc_db);
     CUAE_CUDA_LAUNCH_CHECK();
   } else {
     dact_bgrad_cuda(ctx, a, stream);
