@@ -28,7 +28,7 @@
 //
 //   [data]
 //   dataset = "fashion-mnist"     # fashion-mnist | idx
-//   dir = "/usr/share/datasets/fashion-mnist"
+//   dir = "/usr/share/datasets/fashion-mnist"   # default: $CUAE_FASHION_MNIST_DIR if set
 //   train_images = "", train_labels = "", test_images = "", test_labels = ""   # for dataset = "idx"
 //
 //   [output]
@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "cuae/data.hpp"
 #include "cuae/executor.hpp"
 #include "cuae/graph.hpp"
 
@@ -74,7 +75,7 @@ struct CUAE_API TrainConfig {
 
 struct CUAE_API DataConfig {
   std::string dataset = "fashion-mnist";
-  std::string dir = "/usr/share/datasets/fashion-mnist";
+  std::string dir = default_fashion_mnist_dir();  // $CUAE_FASHION_MNIST_DIR, else Debian's location
   std::string train_images, train_labels, test_images, test_labels;
 };
 

@@ -13,6 +13,8 @@
 #   --jobs N           parallel compile jobs (default 2)
 #   --arch A           CMAKE_CUDA_ARCHITECTURES (default 90)
 #   --skip-build       restage from the existing build tree without building
+#   --with-data        also carry Fashion-MNIST (build-gpu/data/fashion-mnist, ~30 MiB) so the
+#                      end-to-end tests run there instead of skipping; raises the budget to 60 MiB
 #
 # Layout produced:
 #   build-gpu-obj/          the CMake build tree (incremental; never carried)
@@ -32,6 +34,7 @@ set -euo pipefail
 use_target_cuda=0
 pack=1
 budget_mib=48
+with_data=0
 jobs=2
 arch=90
 skip_build=0
@@ -40,6 +43,7 @@ while (($#)); do
     --use-target-cuda) use_target_cuda=1 ;;
     --no-pack) pack=0 ;;
     --budget-mib) budget_mib="$2"; shift ;;
+    --with-data) with_data=1; budget_mib=$((budget_mib > 60 ? budget_mib : 60)) ;;
     --jobs) jobs="$2"; shift ;;
     --arch) arch="$2"; shift ;;
     --skip-build) skip_build=1 ;;
@@ -186,6 +190,18 @@ for bin in "${staged[@]}"; do
   if [ -n "$missing" ]; then echo "build-bundle: $bin: $missing" >&2; fail=1; fi
 done
 ((fail == 0)) || exit 3
+
+# ---- data (optional) ----------------------------------------------------------------------------
+# The GPU machine has no Debian packages: carry the gzip'd IDX files so the end-to-end tests and a
+# training run there use real data; run-all.sh points CUAE_FASHION_MNIST_DIR at them.
+if ((with_data)); then
+  src_data=${CUAE_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+  mkdir -p "$out/data/fashion-mnist"
+  for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do
+    [ -f "$src_data/$f" ] || { echo "build-bundle: --with-data: $src_data/$f not found" >&2; exit 5; }
+    cp "$src_data/$f" "$out/data/fashion-mnist/$f"
+  done
+fi
 
 # ---- sizes, manifest, packing ------------------------------------------------------------------
 {

@@ -123,6 +123,8 @@ fi
 # here too: environment variables for code that reads them, and (best effort) links at the old
 # paths for code that does not.
 export CUAE_SOURCE_DIR="$root" CUAE_BINARY_DIR="$b"
+# Fashion-MNIST carried with the bundle (build-bundle.sh --with-data), if it was.
+if [ -d "$b/data/fashion-mnist" ]; then export CUAE_FASHION_MNIST_DIR="$b/data/fashion-mnist"; fi
 if [ "$BUNDLE_SRC" != "$root" ] && [ ! -e "$BUNDLE_SRC" ]; then
   if mkdir -p "$(dirname "$BUNDLE_SRC")" 2>/dev/null && ln -s "$root" "$BUNDLE_SRC" 2>/dev/null; then
     log "linked $BUNDLE_SRC -> $root (paths compiled into the tests)"
