@@ -97,7 +97,7 @@ cuae::ReconMetrics pca_baseline(const cuae::Dataset& train, const cuae::Dataset&
 }
 
 // Test images (top row of each pair) above their reconstructions.
-void write_grid(const std::string& path, const cuae::Dataset& test, const cuae::Tensor& recon, int side) {
+void write_grid(const std::string& path, const cuae::Dataset& test, const cuae::Tensor& recon) {
   const int per_row = 16, pairs = 4;
   const std::int64_t d = test.features();
   cuae::Tensor grid({per_row * pairs * 2, d});
@@ -107,7 +107,6 @@ void write_grid(const std::string& path, const cuae::Dataset& test, const cuae::
       std::copy(test.images.f32() + img * d, test.images.f32() + (img + 1) * d, grid.f32() + ((2 * p) * per_row + j) * d);
       std::copy(recon.f32() + img * d, recon.f32() + (img + 1) * d, grid.f32() + ((2 * p + 1) * per_row + j) * d);
     }
-  (void)side;
   cuae::write_image_grid(path, grid, pairs * 2, per_row, test.rows, test.cols, 1);
 }
 
@@ -158,7 +157,7 @@ int cmd_train(const Args& a) {
   const int k = static_cast<int>(cfg.model.layers.back());
   const cuae::ReconMetrics pca = pca_baseline(train, test, k);
   const std::string png = (fs::path(cfg.output.dir) / "reconstructions.png").string();
-  write_grid(png, test, recon, 0);
+  write_grid(png, test, recon);
   std::printf("test reconstruction error (%lld images):\n", static_cast<long long>(m.images));
   print_metrics("autoencoder", m);
   print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);

@@ -78,7 +78,6 @@ struct Executor::Impl {
   std::vector<Buf> bufs;           // graph values first (same index), then gradients and workspaces
   std::vector<int> grad_of;        // graph value -> gradient buffer, or -1
   std::vector<Step> steps;
-  int n_forward = 0;
   MemoryReport mem;
 
   char* arena = nullptr;
@@ -214,7 +213,6 @@ void Executor::Impl::compile() {
     }
     steps.push_back(std::move(s));
   }
-  n_forward = static_cast<int>(steps.size());
   if (opt.training) {
     CUAE_CHECK(!loss_bufs.empty(), "training needs at least one loss term in the graph");
     derive_backward(needs_grad);
