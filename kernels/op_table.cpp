@@ -38,4 +38,21 @@ const char* loss_name(LossKind k) {
   return "?";
 }
 
+const char* noise_name(NoiseKind k) {
+  switch (k) {
+    case NoiseKind::Mask: return "mask";
+    case NoiseKind::Gaussian: return "gaussian";
+    case NoiseKind::SaltPepper: return "salt_pepper";
+  }
+  return "?";
+}
+
+const char* penalty_name(PenaltyKind k) {
+  switch (k) {
+    case PenaltyKind::L1: return "l1";
+    case PenaltyKind::KL: return "kl";
+  }
+  return "?";
+}
+
 }  // namespace cuae::kern

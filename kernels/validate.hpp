@@ -130,6 +130,7 @@ inline void validate(const OptimizerStep& a) {
   CUAE_CHECK(a.step >= 1, d() + ": step counts from 1");
   CUAE_CHECK(std::isfinite(a.lr) && a.lr >= 0.0f, d() + ": lr must be finite and >= 0");
   CUAE_CHECK(std::isfinite(a.weight_decay) && a.weight_decay >= 0.0f, d() + ": weight_decay must be finite and >= 0");
+  CUAE_CHECK(std::isfinite(a.l1) && a.l1 >= 0.0f, d() + ": l1 must be finite and >= 0");
   if (a.kind == OptKind::SGD) {
     CUAE_CHECK(std::isfinite(a.momentum) && a.momentum >= 0.0f, d() + ": momentum must be finite and >= 0");
     // Plain SGD (momentum 0) keeps no state; with momentum the velocity lives in v.
@@ -141,6 +142,88 @@ inline void validate(const OptimizerStep& a) {
                d() + ": beta1 and beta2 must lie in [0, 1)");
     CUAE_CHECK(std::isfinite(a.eps) && a.eps > 0.0f, d() + ": eps must be finite and > 0");
   }
+}
+
+inline void validate(const Corrupt& a) {
+  const int kind = static_cast<int>(a.kind);
+  const auto d = [&] {
+    return "corrupt(count=" + std::to_string(a.count) + ", kind=" + noise_name(a.kind) + ", level=" + std::to_string(a.level) + ")";
+  };
+  detail::check_count(d, a.count);
+  CUAE_CHECK(kind >= static_cast<int>(NoiseKind::Mask) && kind <= static_cast<int>(NoiseKind::SaltPepper),
+             d() + ": unknown noise kind");
+  CUAE_CHECK(a.x && a.y, d() + ": x and y must be non-null");
+  if (a.kind == NoiseKind::Gaussian) CUAE_CHECK(std::isfinite(a.level) && a.level >= 0.0f, d() + ": sigma must be finite and >= 0");
+  else CUAE_CHECK(a.level >= 0.0f && a.level <= 1.0f, d() + ": the corrupted fraction must lie in [0, 1]");
+  if (a.kind == NoiseKind::SaltPepper) CUAE_CHECK(std::isfinite(a.lo) && std::isfinite(a.hi), d() + ": lo and hi must be finite");
+}
+
+inline void validate(const Dropout& a) {
+  const auto d = [&] { return "dropout_forward(count=" + std::to_string(a.count) + ", p=" + std::to_string(a.p) + ")"; };
+  detail::check_count(d, a.count);
+  CUAE_CHECK(a.p >= 0.0f && a.p < 1.0f, d() + ": p must lie in [0, 1)");
+  CUAE_CHECK(a.x && a.y, d() + ": x and y must be non-null");
+}
+
+inline void validate(const DropoutBackward& a) {
+  const auto d = [&] { return "dropout_backward(count=" + std::to_string(a.count) + ", p=" + std::to_string(a.p) + ")"; };
+  detail::check_count(d, a.count);
+  CUAE_CHECK(a.p >= 0.0f && a.p < 1.0f, d() + ": p must lie in [0, 1)");
+  CUAE_CHECK(a.dy && a.dx, d() + ": dy and dx must be non-null");
+}
+
+inline void validate(const ActivityPenalty& a) {
+  const int kind = static_cast<int>(a.kind);
+  const auto d = [&] {
+    return "activity_penalty(m=" + std::to_string(a.m) + ", n=" + std::to_string(a.n) + ", kind=" + penalty_name(a.kind) + ")";
+  };
+  CUAE_CHECK(a.m > 0 && a.n > 0, d() + ": m and n must be positive");
+  CUAE_CHECK(static_cast<std::int64_t>(a.m) * a.n <= detail::kMaxElements, d() + ": h would exceed 2^31-1 elements");
+  CUAE_CHECK(kind >= static_cast<int>(PenaltyKind::L1) && kind <= static_cast<int>(PenaltyKind::KL), d() + ": unknown penalty kind");
+  CUAE_CHECK(a.h && a.loss, d() + ": h and loss must be non-null");
+  CUAE_CHECK(std::isfinite(a.weight) && a.weight >= 0.0f, d() + ": weight must be finite and >= 0");
+  if (a.kind == PenaltyKind::KL) {
+    CUAE_CHECK(a.rho > 0.0f && a.rho < 1.0f, d() + ": the target activation rho must lie in (0, 1)");
+    CUAE_CHECK(a.rho_hat, d() + ": KL needs the rho_hat buffer of n floats");
+  }
+}
+
+inline void validate(const KSparse& a) {
+  const auto d = [&] {
+    return "ksparse_forward(m=" + std::to_string(a.m) + ", n=" + std::to_string(a.n) + ", k=" + std::to_string(a.k) + ")";
+  };
+  CUAE_CHECK(a.m > 0 && a.n > 0, d() + ": m and n must be positive");
+  CUAE_CHECK(static_cast<std::int64_t>(a.m) * a.n <= detail::kMaxElements, d() + ": x would exceed 2^31-1 elements");
+  CUAE_CHECK(a.k >= 1 && a.k <= a.n, d() + ": k must lie in [1, n]");
+  CUAE_CHECK(a.x && a.y && a.index, d() + ": x, y and index must be non-null");
+  CUAE_CHECK(a.x != a.y, d() + ": y may not alias x");
+}
+
+inline void validate(const KSparseBackward& a) {
+  const auto d = [&] {
+    return "ksparse_backward(m=" + std::to_string(a.m) + ", n=" + std::to_string(a.n) + ", k=" + std::to_string(a.k) + ")";
+  };
+  CUAE_CHECK(a.m > 0 && a.n > 0, d() + ": m and n must be positive");
+  CUAE_CHECK(static_cast<std::int64_t>(a.m) * a.n <= detail::kMaxElements, d() + ": dy would exceed 2^31-1 elements");
+  CUAE_CHECK(a.k >= 1 && a.k <= a.n, d() + ": k must lie in [1, n]");
+  CUAE_CHECK(a.dy && a.index && a.dx, d() + ": dy, index and dx must be non-null");
+}
+
+inline void validate(const ContractivePenalty& a) {
+  const auto d = [&] {
+    return "contractive_penalty(m=" + std::to_string(a.m) + ", n=" + std::to_string(a.n) + ", k=" + std::to_string(a.k) +
+           ", act=" + act_name(a.act) + ")";
+  };
+  CUAE_CHECK(a.m > 0 && a.n > 0 && a.k > 0, d() + ": m, n and k must be positive");
+  CUAE_CHECK(static_cast<std::int64_t>(a.m) * a.n <= detail::kMaxElements &&
+                 static_cast<std::int64_t>(a.n) * a.k <= detail::kMaxElements,
+             d() + ": a tensor would exceed 2^31-1 elements");
+  CUAE_CHECK(a.act == Act::Identity || a.act == Act::ReLU || a.act == Act::LeakyReLU || a.act == Act::Sigmoid ||
+                 a.act == Act::Tanh,
+             d() + ": the contractive penalty supports identity, relu, leaky_relu, sigmoid and tanh layers");
+  CUAE_CHECK(detail::slope_ok(a.act, a.slope), d() + ": leaky ReLU slope must be finite and > 0");
+  CUAE_CHECK(a.h && a.w && a.loss && a.ws, d() + ": h, w, loss and the 2n-float workspace ws must be non-null");
+  CUAE_CHECK(std::isfinite(a.weight) && a.weight >= 0.0f, d() + ": weight must be finite and >= 0");
 }
 
 }  // namespace cuae::kern

@@ -9,14 +9,20 @@
 
 namespace cuae::kern::cpu {
 
+namespace {
+// The L1 penalty's subgradient λ₁·sign(p), 0 at p = 0.
+inline float l1_term(float l1, float p) { return p > 0.0f ? l1 : (p < 0.0f ? -l1 : 0.0f); }
+}  // namespace
+
 void optimizer_step(const Context&, const OptimizerStep& a) {
   validate(a);
   if (a.kind == OptKind::SGD) {
     const float mu = a.momentum;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
     for (std::int64_t i = 0; i < a.n; ++i) {
-      const float wd = i < a.n_decay ? a.weight_decay : 0.0f;
-      const float g = a.grad[i] + wd * a.param[i];
+      const bool w = i < a.n_decay;
+      const float wd = w ? a.weight_decay : 0.0f;
+      const float g = a.grad[i] + wd * a.param[i] + (w ? l1_term(a.l1, a.param[i]) : 0.0f);
       // With momentum 0 the velocity is just g' and v may be absent.
       const float vel = a.v ? mu * a.v[i] + g : g;
       if (a.v) a.v[i] = vel;
@@ -33,9 +39,11 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
   const bool decoupled = a.kind == OptKind::AdamW;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
   for (std::int64_t i = 0; i < a.n; ++i) {
-    const float wd = i < a.n_decay ? a.weight_decay : 0.0f;
+    const bool w = i < a.n_decay;
+    const float wd = w ? a.weight_decay : 0.0f;
     const float p = a.param[i];
-    const float g = decoupled ? a.grad[i] : a.grad[i] + wd * p;  // Adam: L2 decay folded into g
+    const float g1 = a.grad[i] + (w ? l1_term(a.l1, p) : 0.0f);
+    const float g = decoupled ? g1 : g1 + wd * p;  // Adam: L2 decay folded into g
     const float m = a.beta1 * a.m[i] + (1.0f - a.beta1) * g;
     const float v = a.beta2 * a.v[i] + (1.0f - a.beta2) * g * g;
     a.m[i] = m;
