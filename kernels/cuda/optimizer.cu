@@ -15,7 +15,9 @@
 // captured this launch must be re-captured (or its parameters updated) when the step changes.
 // The update formulas mirror kernels/cpu/optimizer.cpp line for line; results differ only where
 // nvcc contracts a multiply-add into an FMA (about one ulp). AdamW decays with the parameter as it
-// was before the step (PyTorch's order).
+// was before the step (PyTorch's order). Weights (i < n_decay) also get the L1 penalty's
+// subgradient λ₁·sign(p) added to their gradient before the update, for every kind, in the same
+// order of additions as the CPU reference; it costs a compare and an add, no extra bytes.
 #include <cmath>
 #include <cstdint>
 
@@ -31,17 +33,22 @@ constexpr int kThreads = 256;
 
 struct OptArgs {
   std::int64_t n, n_decay;
-  float lr, beta1, beta2, eps, wd, momentum;
+  float lr, beta1, beta2, eps, wd, l1, momentum;
   float bc1, bc2;  // 1 − β1^t and 1 − β2^t (Adam/AdamW only)
   bool nesterov;
 };
 
-// One parameter. `decay` says whether index i < n_decay (a weight, not a bias).
+// The L1 penalty's subgradient λ₁·sign(p), 0 at p = 0 (and for a NaN p, as on the CPU).
+__device__ __forceinline__ float l1_term(float l1, float p) { return p > 0.0f ? l1 : (p < 0.0f ? -l1 : 0.0f); }
+
+// One parameter. `decay` says whether index i < n_decay (a weight, not a bias): weights get the
+// decay and the L1 term, biases neither.
 template <OptKind K, bool kState>
 __device__ __forceinline__ void update_one(float& p, float g, float& m, float& v, bool decay, const OptArgs& o) {
   const float wd = decay ? o.wd : 0.0f;
+  const float l1t = decay ? l1_term(o.l1, p) : 0.0f;
   if constexpr (K == OptKind::SGD) {
-    const float gd = g + wd * p;
+    const float gd = (g + wd * p) + l1t;
     float vel = gd;
     if constexpr (kState) {
       vel = o.momentum * v + gd;
@@ -52,7 +59,8 @@ __device__ __forceinline__ void update_one(float& p, float g, float& m, float& v
   } else {
     constexpr bool decoupled = K == OptKind::AdamW;
     const float p0 = p;
-    const float gd = decoupled ? g : g + wd * p0;
+    const float g1 = g + l1t;
+    const float gd = decoupled ? g1 : g1 + wd * p0;
     const float mm = o.beta1 * m + (1.0f - o.beta1) * gd;
     const float vv = o.beta2 * v + (1.0f - o.beta2) * gd * gd;
     m = mm;
@@ -110,6 +118,7 @@ void optimizer_cuda(const OptimizerStep& a, cudaStream_t stream) {
   o.beta2 = a.beta2;
   o.eps = a.eps;
   o.wd = a.weight_decay;
+  o.l1 = a.l1;
   o.momentum = a.momentum;
   o.nesterov = a.nesterov;
   o.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
