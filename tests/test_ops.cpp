@@ -910,17 +910,33 @@ struct OptConfig {
   OptKind kind;
   float momentum;
   bool nesterov;
+  float l1;  // L1 weight penalty λ₁ (0: none)
   const char* tag;
   friend void PrintTo(const OptConfig& c, std::ostream* os) { *os << c.tag; }
 };
+// λ₁ = 0.1 shifts a weight's gradient (|g| ~ 0.5) by ~20%, far above every tolerance, so a missing,
+// misplaced or mis-signed L1 term fails the displacement check.
 const OptConfig kOptConfigs[] = {
-    {OptKind::SGD, 0.0f, false, "sgd"},
-    {OptKind::SGD, 0.9f, false, "sgd_momentum"},
-    {OptKind::SGD, 0.9f, true, "sgd_nesterov"},
-    {OptKind::Adam, 0.0f, false, "adam"},
-    {OptKind::AdamW, 0.0f, false, "adamw"},
+    {OptKind::SGD, 0.0f, false, 0.0f, "sgd"},
+    {OptKind::SGD, 0.9f, false, 0.0f, "sgd_momentum"},
+    {OptKind::SGD, 0.9f, true, 0.0f, "sgd_nesterov"},
+    {OptKind::Adam, 0.0f, false, 0.0f, "adam"},
+    {OptKind::AdamW, 0.0f, false, 0.0f, "adamw"},
+    {OptKind::SGD, 0.0f, false, 0.1f, "sgd_l1"},
+    {OptKind::SGD, 0.9f, true, 0.1f, "sgd_nesterov_l1"},
+    {OptKind::Adam, 0.0f, false, 0.1f, "adam_l1"},
+    {OptKind::AdamW, 0.0f, false, 0.1f, "adamw_l1"},
 };
 constexpr float kLr = 0.01f, kWeightDecay = 0.1f, kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
+
+// Initial parameters: uniform in [-1, 1) with every 97th value exactly 0, where the L1 term's
+// sign(0) = 0 is tested (a sign(0) of ±1 moves such a weight by lr·λ₁, which the displacement
+// check sees).
+std::vector<float> opt_params(std::size_t n, std::uint32_t seed) {
+  std::vector<float> p = uniform(n, seed);
+  for (std::size_t i = 0; i < n; i += 97) p[i] = 0.0f;
+  return p;
+}
 
 bool uses_m(const OptConfig& c) { return c.kind != OptKind::SGD; }
 bool uses_v(const OptConfig& c) { return c.kind != OptKind::SGD || c.momentum != 0.0f; }
@@ -940,25 +956,29 @@ OptimizerStep opt_args(const OptConfig& c, float* p, const float* g, float* m, f
   a.beta2 = kBeta2;
   a.eps = kEps;
   a.weight_decay = kWeightDecay;
+  a.l1 = c.l1;
   a.momentum = c.momentum;
   a.nesterov = c.nesterov;
   a.step = step;
   return a;
 }
 
-// The documented update, in double. p, m, v are updated in place.
+// The documented update, in double. p, m, v are updated in place. Weights (i < n_decay) get the
+// decay and the L1 subgradient λ₁·sign(p) (sign(0) = 0), biases neither.
 void optimizer_step_d(const OptConfig& c, std::vector<double>& p, std::span<const float> g, std::vector<double>& m,
                       std::vector<double>& v, std::int64_t n_decay, std::int64_t step) {
   const double lr = kLr, wd_all = kWeightDecay, mu = c.momentum, b1 = kBeta1, b2 = kBeta2, eps = kEps;
   for (std::size_t i = 0; i < p.size(); ++i) {
-    const double wd = static_cast<std::int64_t>(i) < n_decay ? wd_all : 0.0;
+    const bool weight = static_cast<std::int64_t>(i) < n_decay;
+    const double wd = weight ? wd_all : 0.0;
+    const double l1 = weight ? static_cast<double>(c.l1) * ((p[i] > 0.0) - (p[i] < 0.0)) : 0.0;
     if (c.kind == OptKind::SGD) {
-      const double gg = g[i] + wd * p[i];
+      const double gg = g[i] + wd * p[i] + l1;
       v[i] = mu * v[i] + gg;
       p[i] -= lr * (c.nesterov ? gg + mu * v[i] : v[i]);
       continue;
     }
-    const double gg = c.kind == OptKind::Adam ? g[i] + wd * p[i] : g[i];
+    const double gg = c.kind == OptKind::Adam ? g[i] + l1 + wd * p[i] : g[i] + l1;
     m[i] = b1 * m[i] + (1 - b1) * gg;
     v[i] = b2 * v[i] + (1 - b2) * gg * gg;
     const double mhat = m[i] / (1 - std::pow(b1, static_cast<double>(step)));
@@ -993,7 +1013,7 @@ class OptimizerCase : public OpCase {
 
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     const std::size_t n = static_cast<std::size_t>(n_);
-    Slot p = inout_slot("param", uniform(n, seed), kCudaOptDeltaTol);
+    Slot p = inout_slot("param", opt_params(n, seed), kCudaOptDeltaTol);
     p.compare_delta = true;
     return {p, input_slot("grad", uniform(n, seed + 1)),
             uses_m(c_) ? inout_slot("m", uniform(n, seed + 2, -0.1f, 0.1f), kCudaOptStateTol) : null_slot("m"),
@@ -1287,7 +1307,7 @@ TEST_P(OpsOptimizerSteps, MatchDoubleUpdateOverSteps) {
   constexpr std::int64_t n = 1001, n_decay = 600;
   constexpr int kSteps = 6;
   const std::uint32_t seed = seed_from(std::string("opt_steps_") + c.tag);
-  const std::vector<float> p0 = uniform(n, seed);
+  const std::vector<float> p0 = opt_params(n, seed);
   std::vector<float> p = p0, m(n, 0.0f), v(n, 0.0f);
   std::vector<double> pd = to_double(p0), md(n, 0.0), vd(n, 0.0);
   for (int step = 1; step <= kSteps; ++step) {
