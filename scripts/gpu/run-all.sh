@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs cuae's tests, a compute-sanitizer pass and the op benchmarks ON the GPU machine, from the
+# Runs cuae's tests, a compute-sanitizer pass and the benchmarks ON the GPU machine, from the
 # repository root, using the build-gpu/ folder that scripts/gpu/build-bundle.sh staged elsewhere.
 # See scripts/gpu/README.md.
 #
 # Environment:
-#   OUT               folder for logs and results (default ./gpu-out); at most 8 files are written:
-#                     system.txt run-all.log ctest.log ctest-junit.xml sanitizer.log
-#                     bench_ops.txt bench_ops.json
+#   OUT               folder for logs and results (default ./gpu-out); the files written:
+#                     system.txt run-all.log ctest.log ctest-junit.xml sanitizer.log, and per
+#                     benchmark program <program>.txt and <program>.json (bench_ops,
+#                     bench_regularizers: 9 files in all)
 #   STEPS             which steps, in order (default "tests sanitizer bench")
 #   CTEST_ARGS        extra ctest arguments (e.g. "-R Cuda")
 #   CTEST_EXCLUDE     ctest -E regex (default "^Install\." : the install test needs the whole build
@@ -16,8 +17,9 @@
 #   SANITIZER_TOOLS   compute-sanitizer tools to run, in order (default "memcheck")
 #   SANITIZER_FILTER  --gtest_filter for the sanitizer runs (default "*")
 #   SANITIZER_TIMEOUT seconds per tool (default 300)
-#   BENCH_ARGS        extra bench_ops arguments (e.g. "--cuae_quick --benchmark_filter=dense")
-#   BENCH_TIMEOUT     seconds (default 420)
+#   BENCH_PROGRAMS    which benchmark programs, in order (default: every build-gpu/bench/bench_*)
+#   BENCH_ARGS        extra arguments for each of them (e.g. "--cuae_quick --benchmark_filter=dense")
+#   BENCH_TIMEOUT     seconds per program (default 420)
 #   CUDA_LIB_DIRS     extra folders to search first for cuBLAS/cuDNN (colon-separated)
 # Exit status: 0 when every step that ran passed; otherwise the number of failed steps.
 set -uo pipefail
@@ -197,14 +199,28 @@ step_sanitizer() {
 
 step_bench() {
   log "step bench"
-  local prog="$b/bench/bench_ops" rc=0
-  [ -x "$prog" ] || { log "$prog not built: step skipped"; return 0; }
-  # shellcheck disable=SC2086
-  CUAE_COMMIT="$BUNDLE_COMMIT" timeout "${BENCH_TIMEOUT:-420}" "$prog" \
-    --benchmark_out="$OUT/bench_ops.json" --benchmark_out_format=json \
-    --benchmark_counters_tabular=true ${BENCH_ARGS:-} > "$OUT/bench_ops.txt" 2>&1 || rc=$?
-  grep -c 'ERROR OCCURRED' "$OUT/bench_ops.txt" | sed 's/^/benchmarks skipped with an error: /' | tee -a "$runlog"
-  log "bench: exit $rc$( ((rc == 124)) && echo ' (timed out: bench_ops.json is cut short, bench_ops.txt has what finished)')"
+  local progs=() name prog rc=0 r
+  if [ -n "${BENCH_PROGRAMS:-}" ]; then
+    for name in $BENCH_PROGRAMS; do progs+=("$b/bench/$name"); done
+  else
+    for prog in "$b"/bench/bench_*; do
+      case "$(basename "$prog")" in *.*) continue ;; esac  # programs only, no outputs or sources
+      [ -f "$prog" ] && progs+=("$prog")
+    done
+  fi
+  ((${#progs[@]})) || { log "no benchmark program built: step skipped"; return 0; }
+  for prog in "${progs[@]}"; do
+    name=$(basename "$prog")
+    [ -x "$prog" ] || { log "$prog not built: skipped"; continue; }
+    # shellcheck disable=SC2086
+    CUAE_COMMIT="$BUNDLE_COMMIT" timeout "${BENCH_TIMEOUT:-420}" "$prog" \
+      --benchmark_out="$OUT/$name.json" --benchmark_out_format=json \
+      --benchmark_counters_tabular=true ${BENCH_ARGS:-} > "$OUT/$name.txt" 2>&1
+    r=$?
+    grep -c 'ERROR OCCURRED' "$OUT/$name.txt" | sed "s/^/$name: benchmarks skipped with an error: /" | tee -a "$runlog"
+    log "$name: exit $r$( ((r == 124)) && echo " (timed out: $name.json is cut short, $name.txt has what finished)")"
+    ((r == 0 || rc != 0)) || rc=$r
+  done
   return "$rc"
 }
 
