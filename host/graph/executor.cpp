@@ -14,6 +14,7 @@
 #include <random>
 
 #include "host/graph/planner.hpp"
+#include "kernels/philox.hpp"
 #include "host/runtime/backend.hpp"
 
 namespace cuae {
@@ -42,6 +43,12 @@ constexpr std::int64_t kLossRing = 1024;       // steps of losses buffered befor
 kern::Act to_kern(Activation a) { return static_cast<kern::Act>(static_cast<int>(a)); }
 kern::LossKind to_kern(LossType l) { return static_cast<kern::LossKind>(static_cast<int>(l)); }
 kern::OptKind to_kern(OptimizerType o) { return static_cast<kern::OptKind>(static_cast<int>(o)); }
+kern::NoiseKind to_kern(NoiseType n) { return static_cast<kern::NoiseKind>(static_cast<int>(n)); }
+kern::PenaltyKind to_kern(PenaltyType p) { return static_cast<kern::PenaltyKind>(static_cast<int>(p)); }
+
+bool is_scalar_op(Graph::OpKind k) {
+  return k == Graph::OpKind::Loss || k == Graph::OpKind::ActivityPenalty || k == Graph::OpKind::Contractive;
+}
 
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
 
@@ -63,13 +70,14 @@ struct Executor::Impl {
     std::size_t offset = 0;  // bytes into the arena, floats into the flat/scalar buffers
     bool keep = false;       // live for the whole step (inputs, marked outputs)
   };
-  enum class StepKind { DenseF, DenseB, ActF, ActB, Loss };
+  enum class StepKind { DenseF, DenseB, ActF, ActB, Loss, CorruptF, DropoutF, DropoutB, KSparseF, KSparseB, Penalty, Contractive };
   struct Step {
     StepKind kind;
     int node = -1;
     std::vector<int> reads, writes;  // buffer indices
     // DenseB/ActB/Loss: which gradient writes accumulate, in `writes` order.
     std::vector<bool> acc;
+    int ws = -1;                     // Penalty (KL) / Contractive: workspace buffer
   };
 
   Graph graph;
@@ -92,6 +100,9 @@ struct Executor::Impl {
 
   std::vector<std::function<void()>> eval_launches, train_launches;
   std::int64_t updates = 0;
+  // The step number random ops draw with: the update being computed during train_step, the
+  // updates so far during forward. Launches read it when they run.
+  std::uint64_t rng_step = 0;
 
   float* ring = nullptr;           // pinned host: kLossRing × n_scalars
   std::int64_t ring_pending = 0;   // steps copied into the ring, not yet drained
@@ -174,8 +185,11 @@ void Executor::Impl::compile() {
   for (const auto& n : nodes) {
     bool any = false;
     for (int in : n.inputs) any = any || (in >= 0 && needs_grad[static_cast<std::size_t>(in)]);
-    if (n.kind != Graph::OpKind::Loss)
-      for (int out : n.outputs) needs_grad[static_cast<std::size_t>(out)] = any;
+    // A scalar term ends a path; a corrupted value is data (no gradient flows through it); only a
+    // node's first output carries a gradient (the others are GELU's pre-activation or k-sparse's
+    // kept indices).
+    if (is_scalar_op(n.kind) || n.kind == Graph::OpKind::Corrupt) continue;
+    needs_grad[static_cast<std::size_t>(n.outputs[0])] = any;
   }
   if (opt.training) {
     for (std::size_t i = 0; i < values.size(); ++i)
@@ -206,10 +220,41 @@ void Executor::Impl::compile() {
         s.reads = n.inputs;
         s.writes = n.outputs;
         s.acc.push_back(false);  // the scalar is always written
-        loss_bufs.push_back(n.outputs[0]);
-        if (opt.training && grad_of[static_cast<std::size_t>(n.inputs[0])] >= 0)
+        if (n.objective) loss_bufs.push_back(n.outputs[0]);
+        if (opt.training && n.objective && grad_of[static_cast<std::size_t>(n.inputs[0])] >= 0)
           write_grad(s, grad_of[static_cast<std::size_t>(n.inputs[0])]);
         break;
+      case Graph::OpKind::Corrupt:
+      case Graph::OpKind::Dropout:
+      case Graph::OpKind::KSparse:
+        s.kind = n.kind == Graph::OpKind::Corrupt ? StepKind::CorruptF
+                 : n.kind == Graph::OpKind::Dropout ? StepKind::DropoutF
+                                                    : StepKind::KSparseF;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        break;
+      case Graph::OpKind::ActivityPenalty:
+      case Graph::OpKind::Contractive: {
+        // A penalty writes its scalar, a workspace, and (training, objective) its gradients, all at
+        // its forward position: the gradient of h is complete before h's producer runs backward.
+        const bool kl = n.kind == Graph::OpKind::ActivityPenalty && n.penalty == PenaltyType::KL;
+        s.kind = n.kind == Graph::OpKind::Contractive ? StepKind::Contractive : StepKind::Penalty;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        s.acc.push_back(false);
+        const auto& hs = values[static_cast<std::size_t>(n.inputs[0])].shape;
+        if (kl || s.kind == StepKind::Contractive) {
+          s.ws = add_buf(n.name + ".ws", Shape{kl ? hs[1] : 2 * hs[1]}, Where::Arena);
+          s.writes.push_back(s.ws);
+          s.acc.push_back(false);
+        }
+        if (n.objective) loss_bufs.push_back(n.outputs[0]);
+        if (opt.training && n.objective) {
+          for (int in : n.inputs)
+            if (grad_of[static_cast<std::size_t>(in)] >= 0) write_grad(s, grad_of[static_cast<std::size_t>(in)]);
+        }
+        break;
+      }
     }
     steps.push_back(std::move(s));
   }
@@ -227,7 +272,7 @@ void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
   const auto& nodes = graph.nodes();
   for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
     const auto& n = nodes[static_cast<std::size_t>(i)];
-    if (n.kind == Graph::OpKind::Loss) continue;
+    if (is_scalar_op(n.kind) || n.kind == Graph::OpKind::Corrupt) continue;
     const int y = n.outputs[0];
     const int gy = grad_of[static_cast<std::size_t>(y)];
     if (!has_grad(gy)) continue;
@@ -245,12 +290,26 @@ void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
       if (needs_grad[static_cast<std::size_t>(x)]) write_grad(s, grad_of[static_cast<std::size_t>(x)]);
       write_grad(s, grad_of[static_cast<std::size_t>(w)]);
       if (b >= 0) write_grad(s, grad_of[static_cast<std::size_t>(b)]);
-    } else {
+    } else if (n.kind == Graph::OpKind::Activation) {
       s.kind = StepKind::ActB;
       const int x = n.inputs[0];
       if (!needs_grad[static_cast<std::size_t>(x)]) continue;
       s.reads = {gy, y};
       write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+    } else if (n.kind == Graph::OpKind::Dropout) {
+      s.kind = StepKind::DropoutB;  // the mask is drawn again from (seed, step)
+      const int x = n.inputs[0];
+      if (!needs_grad[static_cast<std::size_t>(x)]) continue;
+      s.reads = {gy};
+      write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+    } else if (n.kind == Graph::OpKind::KSparse) {
+      s.kind = StepKind::KSparseB;
+      const int x = n.inputs[0];
+      if (!needs_grad[static_cast<std::size_t>(x)]) continue;
+      s.reads = {gy, n.outputs[1]};
+      write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+    } else {
+      continue;
     }
     steps.push_back(std::move(s));
   }
@@ -348,6 +407,11 @@ void Executor::Impl::bind() {
   const auto& nodes = graph.nodes();
   const kern::OpTable* ops = &be->ops();
   const kern::Context* ctx = &be->ctx();
+  const std::uint64_t* step_now = &rng_step;
+  // Each random node draws its own stream: the run's seed mixed with a hash of the node's name.
+  auto node_seed = [&](const Graph::Node& n) {
+    return kern::philox_mix_seed(opt.seed, fnv1a(n.name, 0xcbf29ce484222325ull));
+  };
   for (int p = 0; p < static_cast<int>(steps.size()); ++p) {
     const Step& s = steps[static_cast<std::size_t>(p)];
     const auto& n = nodes[static_cast<std::size_t>(s.node)];
@@ -421,6 +485,122 @@ void Executor::Impl::bind() {
         a.act = to_kern(n.act);
         a.slope = n.slope;
         train_launches.push_back([ops, ctx, a] { ops->dense_backward(*ctx, a); });
+        break;
+      }
+      case StepKind::CorruptF: {
+        kern::Corrupt a;
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.count = bufs[static_cast<std::size_t>(n.outputs[0])].numel;
+        a.kind = to_kern(n.noise);
+        a.level = n.level;
+        a.lo = 0.0f;
+        a.hi = 1.0f;
+        a.seed = node_seed(n);
+        auto f = [ops, ctx, a, step_now]() mutable {
+          a.step = *step_now;
+          ops->corrupt(*ctx, a);
+        };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::DropoutF: {
+        kern::Dropout a;
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.count = bufs[static_cast<std::size_t>(n.outputs[0])].numel;
+        a.p = n.level;
+        a.seed = node_seed(n);
+        auto f = [ops, ctx, a, step_now]() mutable {
+          a.step = *step_now;
+          ops->dropout_forward(*ctx, a);
+        };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::DropoutB: {
+        kern::DropoutBackward a;
+        a.dy = ptr(s.reads[0]);
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        a.count = bufs[static_cast<std::size_t>(n.outputs[0])].numel;
+        a.p = n.level;
+        a.seed = node_seed(n);
+        train_launches.push_back([ops, ctx, a, step_now]() mutable {
+          a.step = *step_now;
+          ops->dropout_backward(*ctx, a);
+        });
+        break;
+      }
+      case StepKind::KSparseF: {
+        const auto& xs = bufs[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::KSparse a;
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.index = reinterpret_cast<std::int32_t*>(ptr(n.outputs[1]));
+        a.m = static_cast<int>(xs[0]);
+        a.n = static_cast<int>(xs[1]);
+        a.k = n.k;
+        auto f = [ops, ctx, a] { ops->ksparse_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::KSparseB: {
+        const auto& xs = bufs[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::KSparseBackward a;
+        a.dy = ptr(s.reads[0]);
+        a.index = reinterpret_cast<const std::int32_t*>(ptr(s.reads[1]));
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        a.m = static_cast<int>(xs[0]);
+        a.n = static_cast<int>(xs[1]);
+        a.k = n.k;
+        train_launches.push_back([ops, ctx, a] { ops->ksparse_backward(*ctx, a); });
+        break;
+      }
+      case StepKind::Penalty: {
+        const auto& hs = bufs[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::ActivityPenalty a;
+        a.h = ptr(n.inputs[0]);
+        a.loss = ptr(n.outputs[0]);
+        a.rho_hat = ptr(s.ws);
+        a.m = static_cast<int>(hs[0]);
+        a.n = static_cast<int>(hs[1]);
+        a.kind = to_kern(n.penalty);
+        a.weight = n.weight;
+        a.rho = n.penalty == PenaltyType::KL ? n.level : 0.05f;
+        eval_launches.push_back([ops, ctx, a] { ops->activity_penalty(*ctx, a); });
+        const int gh = grad_of[static_cast<std::size_t>(n.inputs[0])];
+        for (std::size_t k = 0; k < s.writes.size(); ++k)
+          if (s.writes[k] == gh && gh >= 0) a.grad = ptr(gh), a.acc_grad = s.acc[k];
+        train_launches.push_back([ops, ctx, a] { ops->activity_penalty(*ctx, a); });
+        break;
+      }
+      case StepKind::Contractive: {
+        const auto& hs = bufs[static_cast<std::size_t>(n.inputs[0])].shape;
+        const auto& ws = bufs[static_cast<std::size_t>(n.inputs[1])].shape;
+        kern::ContractivePenalty a;
+        a.h = ptr(n.inputs[0]);
+        a.w = ptr(n.inputs[1]);
+        a.loss = ptr(n.outputs[0]);
+        a.ws = ptr(s.ws);
+        a.m = static_cast<int>(hs[0]);
+        a.n = static_cast<int>(hs[1]);
+        a.k = static_cast<int>(ws[1]);
+        a.act = to_kern(n.act);
+        a.slope = n.slope;
+        a.weight = n.weight;
+        eval_launches.push_back([ops, ctx, a] { ops->contractive_penalty(*ctx, a); });
+        const int gh = grad_of[static_cast<std::size_t>(n.inputs[0])];
+        const int gw = grad_of[static_cast<std::size_t>(n.inputs[1])];
+        for (std::size_t k = 0; k < s.writes.size(); ++k) {
+          if (s.writes[k] == gh && gh >= 0) a.grad_h = ptr(gh), a.acc_grad_h = s.acc[k];
+          if (s.writes[k] == gw && gw >= 0) a.grad_w = ptr(gw), a.acc_grad_w = s.acc[k];
+        }
+        train_launches.push_back([ops, ctx, a] { ops->contractive_penalty(*ctx, a); });
         break;
       }
       case StepKind::ActB: {
@@ -537,6 +717,7 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
 }
 
 void Executor::forward() {
+  impl_->rng_step = static_cast<std::uint64_t>(impl_->updates);
   for (auto& f : impl_->eval_launches) f();
   impl_->record_losses();
 }
@@ -544,6 +725,7 @@ void Executor::forward() {
 void Executor::train_step() {
   Impl& I = *impl_;
   CUAE_CHECK(I.opt.training, "train_step() on an executor built for inference (ExecutorOptions::training = false)");
+  I.rng_step = static_cast<std::uint64_t>(I.updates + 1);
   for (auto& f : I.train_launches) f();
   ++I.updates;
   const OptimizerConfig& o = I.opt.optimizer;
@@ -560,6 +742,7 @@ void Executor::train_step() {
   a.beta2 = o.beta2;
   a.eps = o.eps;
   a.weight_decay = o.weight_decay;
+  a.l1 = o.l1;
   a.momentum = o.momentum;
   a.nesterov = o.nesterov;
   a.step = I.updates;

@@ -27,11 +27,18 @@ enum class LossType { MSE, L1, BCEWithLogits };
 // Mean: the loss is averaged over every element (PyTorch's default).
 // SumPerSample: summed over each sample's elements and averaged over the batch (per-image loss).
 enum class Reduction { Mean, SumPerSample };
+// Input corruption of a denoising autoencoder: a fraction set to 0 (masking), additive N(0, σ²),
+// or a fraction set to the minimum/maximum (salt and pepper).
+enum class NoiseType { Mask, Gaussian, SaltPepper };
+// Activity penalties on a hidden layer: λ·Σ|h| per sample, or β·Σ_j KL(ρ‖ρ̂_j) on the batch means.
+enum class PenaltyType { L1, KL };
 
 CUAE_API const char* activation_name(Activation a);
 CUAE_API Activation parse_activation(const std::string& s);  // "sigmoid", "relu", ...; throws on unknown
 CUAE_API const char* loss_type_name(LossType l);
 CUAE_API LossType parse_loss_type(const std::string& s);      // "mse", "l1", "bce"
+CUAE_API const char* noise_type_name(NoiseType n);
+CUAE_API NoiseType parse_noise_type(const std::string& s);    // "mask", "gaussian", "salt_pepper"
 
 // How a parameter is initialised (deterministically from the executor's seed and its name).
 struct CUAE_API Init {
@@ -55,7 +62,7 @@ struct CUAE_API Value {
 
 class CUAE_API Graph {
  public:
-  enum class OpKind { Dense, Activation, Loss };
+  enum class OpKind { Dense, Activation, Loss, Corrupt, Dropout, KSparse, ActivityPenalty, Contractive };
   enum class ValueKind { Input, Param, Activation, Scalar };
 
   struct ValueInfo {
@@ -69,14 +76,23 @@ class CUAE_API Graph {
   struct Node {
     OpKind kind = OpKind::Dense;
     std::string name;
-    std::vector<int> inputs;   // Dense: x, w, b (b may be -1); Activation: x; Loss: pred, target
-    std::vector<int> outputs;  // Dense: y (+ z when GELU); Activation: y; Loss: scalar
+    // Dense: x, w, b (b may be -1); Activation, Corrupt, Dropout, KSparse, ActivityPenalty: x;
+    // Loss: pred, target; Contractive: h, w (the weight of the dense layer that produced h).
+    std::vector<int> inputs;
+    // Dense: y (+ z when GELU); KSparse: y, index (int32 [rows, k]); Loss and penalties: scalar;
+    // every other op: y.
+    std::vector<int> outputs;
     Activation act = Activation::Identity;
     float slope = 0.01f;       // leaky ReLU
     bool w_transposed = false; // Dense: W is [in, out] (a tied decoder reusing an encoder weight)
     LossType loss = LossType::MSE;
     Reduction reduction = Reduction::Mean;
-    float weight = 1.0f;       // Loss: multiplies the loss and its gradient
+    float weight = 1.0f;       // Loss and penalties: multiplies the term and its gradient
+    bool objective = true;     // Loss and penalties: part of the training objective (else a metric)
+    NoiseType noise = NoiseType::Mask;
+    PenaltyType penalty = PenaltyType::L1;
+    float level = 0.0f;        // Corrupt: fraction or σ; Dropout: drop probability; KL: target ρ
+    int k = 0;                 // KSparse
   };
 
   Value input(const std::string& name, Shape shape);
@@ -90,6 +106,23 @@ class CUAE_API Graph {
   // A scalar loss term; the training objective is the sum of every loss term in the graph.
   Value loss(Value pred, Value target, LossType type, Reduction reduction, float weight = 1.0f,
              const std::string& name = "");
+  // Regularizers. corrupt and dropout draw from the executor's counter-based generator, keyed by
+  // its seed, the node's name, the step and the element, so a run repeats exactly. No gradient
+  // flows through corrupt (its output is data). dropout is inverted dropout (kept values scaled by
+  // 1/(1−p)). Graphs for inference are built without either.
+  Value corrupt(Value x, NoiseType type, float level, const std::string& name = "");
+  Value dropout(Value x, float p, const std::string& name = "");
+  // Keeps the k largest values of each row (ties to the lower column), zero elsewhere; the gradient
+  // flows through the kept entries only.
+  Value ksparse(Value x, int k, const std::string& name = "");
+  // An activity penalty on h, a scalar term: L1: weight·Σ|h| per sample (batch mean); KL:
+  // weight·Σ_j KL(rho‖ρ̂_j) with ρ̂ the batch mean of unit j (h must lie in (0, 1): a sigmoid layer).
+  // With objective = false the term is computed (and readable) but not trained on.
+  Value activity_penalty(Value h, PenaltyType type, float weight, float rho = 0.05f, bool objective = true,
+                         const std::string& name = "");
+  // weight·‖∂h/∂x‖²_F per sample (batch mean) of the dense layer h = act(x·Wᵀ + b) that produced
+  // h (its own, untransposed weight; identity, relu, leaky_relu, sigmoid or tanh).
+  Value contractive_penalty(Value h, float weight, bool objective = true, const std::string& name = "");
   // Keep this value alive to the end of a step so it can be read back (reconstruction, code, ...).
   void mark_output(Value v);
 
