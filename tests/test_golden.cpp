@@ -88,7 +88,7 @@ void run_golden(const std::string& name, Device device, const Tolerances& tol) {
   ASSERT_EQ(f.at("loss0").values()[0], ref_losses[0]) << "losses[0] != loss0 in " << path;
   ASSERT_LT(ref_losses.back(), 0.99f * ref_losses.front()) << "reference training made no progress";
 
-  DeepAutoencoderGraph m = build_deep_autoencoder(cfg.model, cfg.loss, batch, /*with_recon=*/false);
+  DeepAutoencoderGraph m = build_deep_autoencoder(cfg, batch, GraphMode::Train);
   ExecutorOptions opt;
   opt.device = device;
   opt.training = true;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <random>
 
@@ -19,6 +20,13 @@ using graph::ArenaPlan;
 using graph::PlanItem;
 using graph::plan_arena;
 using graph::plan_is_valid;
+
+Config config_of(const ModelConfig& m, const LossConfig& l) {
+  Config c;
+  c.model = m;
+  c.loss = l;
+  return c;
+}
 
 std::size_t live_peak_lower_bound(const std::vector<PlanItem>& items) {
   int end = 0;
@@ -196,7 +204,7 @@ TEST(Executor, PlannedArenaIsValidAndSmallerThanNaive) {
     LossConfig l;
     l.type = static_cast<LossType>(rng() % 3);
     if (l.type != LossType::BCEWithLogits) m.output_activation = Activation::Identity;
-    const auto ae = build_deep_autoencoder(m, l, 1 + rng() % 17, false);
+    const auto ae = build_deep_autoencoder(config_of(m, l), 1 + rng() % 17, GraphMode::Train);
     ExecutorOptions o;
     o.training = true;
     Executor ex(ae.graph, o);
@@ -264,7 +272,7 @@ TEST(Executor, CudaMatchesCpuOverAdamSteps) {
   m.layers = {37, 29, 13, 5};
   m.activation = Activation::Sigmoid;
   LossConfig l;
-  const auto ae = build_deep_autoencoder(m, l, 19, false);
+  const auto ae = build_deep_autoencoder(config_of(m, l), 19, GraphMode::Train);
   const Tensor xb = Tensor::from(test::uniform(19 * 37, 9, 0.0f, 1.0f), {19, 37});
   std::vector<float> losses[2];
   for (int d = 0; d < 2; ++d) {
@@ -316,6 +324,175 @@ TEST(Executor, SgdMomentumKeepsVelocity) {
   const auto state = ex.optimizer_state();
   ASSERT_EQ(state.size(), 1u);
   EXPECT_EQ(state[0].first, "opt.v.w");
+}
+
+}  // namespace
+}  // namespace cuae
+
+namespace cuae {
+namespace {
+
+// The regularizer nodes inside one graph: input corruption, KL sparsity and the contractive penalty
+// on a sigmoid layer, dropout after it, a k-sparse code with an L1 activity penalty, and a tied
+// decoder. One SGD step with lr 1 moves every parameter by minus its gradient; that gradient must
+// match central differences of the objective (reconstruction plus every penalty), evaluated by a
+// forward-only executor with the same seed and step, so it draws the same noise and dropout masks.
+Graph regularized_graph(std::int64_t batch) {
+  Graph g;
+  auto x = g.input("x", {batch, 9});
+  auto w1 = g.param("w1", {8, 9}, Init::uniform(0.7f));
+  auto b1 = g.param("b1", {8}, Init::uniform(0.3f), false);
+  auto w2 = g.param("w2", {6, 8}, Init::uniform(0.7f));
+  auto b2 = g.param("b2", {6}, Init::uniform(0.3f), false);
+  auto b3 = g.param("b3", {8}, Init::uniform(0.3f), false);
+  auto w4 = g.param("w4", {9, 8}, Init::uniform(0.7f));
+  auto b4 = g.param("b4", {9}, Init::uniform(0.3f), false);
+  auto xn = g.corrupt(x, NoiseType::Gaussian, 0.1f, "noise");
+  auto h1 = g.dense(xn, w1, b1, Activation::Sigmoid, false, 0.01f, "enc0");
+  g.activity_penalty(h1, PenaltyType::KL, 0.7f, 0.2f, true, "kl");
+  g.contractive_penalty(h1, 0.3f, true, "cae");
+  auto d1 = g.dropout(h1, 0.25f, "drop");
+  auto code = g.dense(d1, w2, b2, Activation::Identity, false, 0.01f, "enc1");
+  auto sparse = g.ksparse(code, 3, "ks");
+  g.activity_penalty(sparse, PenaltyType::L1, 0.2f, 0.05f, true, "l1");
+  auto h3 = g.dense(sparse, w2, b3, Activation::Tanh, /*w_transposed=*/true, 0.01f, "dec0");
+  auto out = g.dense(h3, w4, b4, Activation::Identity, false, 0.01f, "dec1");
+  g.loss(out, x, LossType::BCEWithLogits, Reduction::SumPerSample, 1.0f, "loss");
+  return g;
+}
+
+TEST(Autodiff, RegularizedGraphGradientMatchesFiniteDifferences) {
+  const std::int64_t batch = 6;
+  const Graph g = regularized_graph(batch);
+  const Tensor xb = Tensor::from(test::uniform(batch * 9, 21, 0.0f, 1.0f), {batch, 9});
+  ExecutorOptions to;
+  to.training = true;
+  to.optimizer.type = OptimizerType::SGD;
+  to.optimizer.lr = 1.0f;
+  to.optimizer.momentum = 0.0f;
+  to.seed = 5;
+  Executor train(g, to);
+  train.set_input("x", xb);
+  const auto before = as_map(train.parameters());
+  train.train_step();  // step 1
+  const auto after = as_map(train.parameters());
+  const float trained_loss = train.last_loss();
+
+  ExecutorOptions eo;
+  eo.seed = 5;
+  Executor eval(g, eo);
+  eval.set_input("x", xb);
+  std::map<std::string, Tensor> theta = before;
+  auto loss_at = [&] {
+    eval.load(theta, /*step=*/1);  // forward() then draws with step 1, as the training step did
+    eval.forward();
+    return static_cast<double>(eval.last_loss());
+  };
+  // The objective includes every penalty: the same value the training step reported.
+  EXPECT_NEAR(loss_at(), trained_loss, 1e-5 * std::abs(trained_loss));
+  const double h = 5e-3;
+  int checked = 0, kinks = 0;
+  for (const auto& [name, t0] : before) {
+    for (std::int64_t i = 0; i < t0.numel(); ++i) {
+      float* p = theta[name].f32();
+      const float orig = p[i];
+      p[i] = orig + static_cast<float>(h);
+      const double lp = loss_at();
+      p[i] = orig - static_cast<float>(h);
+      const double lm = loss_at();
+      p[i] = orig;
+      const double l0 = loss_at();
+      const double numeric = (lp - lm) / (2 * h);
+      const double analytic = static_cast<double>(t0.f32()[i]) - static_cast<double>(after.at(name).f32()[i]);
+      // A step across a kink (a change of which k codes are kept, or an L1 term's |h| crossing 0)
+      // makes the one-sided differences disagree by more than the curvature and rounding do.
+      if (std::abs((lp - l0) - (l0 - lm)) > 0.02 * std::max(std::abs(lp - l0), 1e-3)) {
+        ++kinks;
+        continue;
+      }
+      const double scale = std::max({std::abs(numeric), std::abs(analytic), 1e-2});
+      EXPECT_LT(std::abs(numeric - analytic) / scale, 2e-2)
+          << name << "[" << i << "]: autodiff " << analytic << " vs finite difference " << numeric;
+      ++checked;
+    }
+  }
+  std::printf("%d parameters checked, %d steps across a kink skipped\n", checked, kinks);
+  EXPECT_GT(checked, 200);
+  EXPECT_LT(kinks, 20);
+}
+
+TEST(Executor, RandomNodesDrawPerStepAndRepeatPerSeed) {
+  Graph g;
+  auto x = g.input("x", {4, 50});
+  auto n = g.corrupt(x, NoiseType::Mask, 0.5f, "noise");
+  auto d = g.dropout(n, 0.5f, "drop");
+  g.mark_output(d);
+  const Tensor ones = Tensor::from(std::vector<float>(200, 1.0f), {4, 50});
+  auto draw = [&](std::uint64_t seed, std::int64_t step) {
+    ExecutorOptions o;
+    o.seed = seed;
+    Executor ex(g, o);
+    ex.set_input("x", ones);
+    ex.load({}, step);
+    ex.forward();
+    return ex.read(d).values();
+  };
+  const auto a = draw(1, 0);
+  EXPECT_EQ(draw(1, 0), a);
+  EXPECT_NE(draw(1, 1), a);
+  EXPECT_NE(draw(2, 0), a);
+  int kept = 0;
+  for (float v : a) {
+    EXPECT_TRUE(v == 0.0f || v == 2.0f) << v;  // masked, dropped, or kept and scaled by 1/(1-p)
+    kept += v != 0.0f;
+  }
+  EXPECT_GT(kept, 20);
+  EXPECT_LT(kept, 80);
+}
+
+TEST(Graph, RegularizerNodesRejectBadUse) {
+  Graph g;
+  auto x = g.input("x", {4, 10});
+  auto w = g.param("w", {5, 10}, Init::uniform(0.1f));
+  auto relu = g.dense(x, w, Value{}, Activation::ReLU);
+  EXPECT_THROW(g.activity_penalty(relu, PenaltyType::KL, 1.0f, 0.05f), Error);  // not in (0, 1)
+  EXPECT_THROW(g.ksparse(relu, 6), Error);
+  EXPECT_THROW(g.ksparse(relu, 0), Error);
+  EXPECT_THROW(g.dropout(relu, 1.0f), Error);
+  EXPECT_THROW(g.corrupt(x, NoiseType::Mask, 1.5f), Error);
+  EXPECT_THROW(g.contractive_penalty(x, 1.0f), Error);  // not a dense layer's output
+  auto gelu = g.dense(x, w, Value{}, Activation::GELU);
+  EXPECT_THROW(g.contractive_penalty(gelu, 1.0f), Error);
+  auto tied = g.dense(relu, w, Value{}, Activation::Sigmoid, /*w_transposed=*/true);
+  EXPECT_THROW(g.contractive_penalty(tied, 1.0f), Error);
+  EXPECT_NO_THROW(g.activity_penalty(tied, PenaltyType::KL, 1.0f, 0.05f));
+  EXPECT_NO_THROW(g.contractive_penalty(relu, 1.0f));
+}
+
+TEST(Executor, RegularizedCudaMatchesCpuOverAdamSteps) {
+  CUAE_SKIP_WITHOUT_GPU();
+  const Graph g = regularized_graph(33);
+  const Tensor xb = Tensor::from(test::uniform(33 * 9, 4, 0.0f, 1.0f), {33, 9});
+  std::vector<float> losses[2];
+  std::map<std::string, Tensor> params[2];
+  for (int d = 0; d < 2; ++d) {
+    ExecutorOptions o;
+    o.device = d ? Device::CUDA : Device::CPU;
+    o.training = true;
+    o.seed = 8;
+    Executor ex(g, o);
+    ex.set_input("x", xb);
+    for (int i = 0; i < 10; ++i) ex.train_step();
+    losses[d] = ex.drain_losses();
+    params[d] = as_map(ex.parameters());
+  }
+  ASSERT_EQ(losses[0].size(), losses[1].size());
+  for (std::size_t i = 0; i < losses[0].size(); ++i)
+    EXPECT_NEAR(losses[1][i], losses[0][i], 1e-4 * std::abs(losses[0][i])) << "step " << i;
+  for (const auto& [k, t] : params[0]) {
+    const auto a = t.values(), b = params[1].at(k).values();
+    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], 1e-4 + 1e-4 * std::abs(a[i])) << k << "[" << i << "]";
+  }
 }
 
 }  // namespace

@@ -22,8 +22,15 @@ commands:
   train    --config FILE [--device auto|cpu|cuda] [--epochs N] [--max-train N] [--out DIR]
            train an autoencoder; writes DIR/checkpoint.safetensors, DIR/reconstructions.png,
            DIR/metrics.csv and reports test reconstruction error beside the PCA baseline
-  eval     --checkpoint FILE [--device D] [--pca]
-           test-set reconstruction error of a checkpoint (and the PCA baseline with --pca)
+           with [train] validation and patience: early stopping, DIR/best.safetensors
+  eval     --checkpoint FILE [--device D] [--pca] [--jacobian LAYER]
+           test-set reconstruction error of a checkpoint (and the PCA baseline with --pca), the
+           mean squared Frobenius norm of an encoder layer's Jacobian (the contractive layer, or
+           encoder.0), and the sparse layer's mean activation
+  denoise  --checkpoint FILE [--noise mask|gaussian|salt_pepper] [--level L] [--seed S]
+           [--out PNG] [--device D]
+           corrupts the test images (by default as in training), reconstructs them, reports the
+           error against the clean images and writes a PNG grid: noisy, reconstructed, clean
   encode   --checkpoint FILE --out CODES.npy [--split test|train] [--labels LABELS.npy] [--device D]
            latent codes of a dataset as a float32 .npy [N, code]
   summary  --config FILE
@@ -130,7 +137,8 @@ int cmd_train(const Args& a) {
   const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();
   std::ofstream csv(csv_path);
   if (!csv) throw cuae::Error(csv_path + ": cannot write");
-  csv << "epoch,train_loss,test_loss,images_per_sec,elapsed_sec\n";
+  csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
+  const std::string best_path = (fs::path(cfg.output.dir) / "best.safetensors").string();
   bool first = true;
   ae.train(train, [&](const cuae::TrainProgress& p) {
     if (first) {
@@ -144,8 +152,20 @@ int cmd_train(const Args& a) {
                 fmt_time(p.elapsed_sec).c_str(), fmt_time(p.eta_sec).c_str());
     if (p.epoch_end) {
       const double test_loss = ae.loss(test.images);
-      std::printf("  epoch %d done: train loss %.4f, test loss %.4f\n", p.epoch, p.epoch_loss, test_loss);
-      csv << p.epoch << "," << p.epoch_loss << "," << test_loss << "," << p.images_per_sec << "," << p.elapsed_sec << "\n";
+      if (p.val_loss >= 0.0) {
+        std::printf("  epoch %d done: train loss %.4f, validation loss %.4f%s, test loss %.4f\n", p.epoch, p.epoch_loss,
+                    p.val_loss, p.improved ? " (best)" : "", test_loss);
+        // The best model so far, written atomically: a run stopped at any point keeps it.
+        if (p.improved) ae.save(best_path);
+        if (p.stopping)
+          std::printf("  early stopping: no better validation loss for %d epochs; keeping epoch %d\n", cfg.train.patience,
+                      p.best_epoch);
+      } else {
+        std::printf("  epoch %d done: train loss %.4f, test loss %.4f\n", p.epoch, p.epoch_loss, test_loss);
+      }
+      csv << p.epoch << "," << p.epoch_loss << ",";
+      if (p.val_loss >= 0.0) csv << p.val_loss;
+      csv << "," << test_loss << "," << p.images_per_sec << "," << p.elapsed_sec << "\n";
       csv.flush();
     }
     std::fflush(stdout);
@@ -155,31 +175,104 @@ int cmd_train(const Args& a) {
   const cuae::Tensor recon = ae.reconstruct(test.images);
   const cuae::ReconMetrics m = cuae::reconstruction_metrics(test.images, recon);
   const int k = static_cast<int>(cfg.model.layers.back());
-  const cuae::ReconMetrics pca = pca_baseline(train, test, k);
   const std::string png = (fs::path(cfg.output.dir) / "reconstructions.png").string();
   write_grid(png, test, recon);
   std::printf("test reconstruction error (%lld images):\n", static_cast<long long>(m.images));
   print_metrics("autoencoder", m);
-  print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
-  std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - m.mse_per_pixel / pca.mse_per_pixel),
-              m.mse_per_pixel < pca.mse_per_pixel ? "below" : "above");
+  // PCA with as many components as the code is the linear baseline of an undercomplete code; an
+  // overcomplete code (sparse and denoising models) has none.
+  if (k < test.features()) {
+    const cuae::ReconMetrics pca = pca_baseline(train, test, k);
+    print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
+    std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - m.mse_per_pixel / pca.mse_per_pixel),
+                m.mse_per_pixel < pca.mse_per_pixel ? "below" : "above");
+  }
   std::printf("wrote %s, %s, %s\n", ckpt.c_str(), png.c_str(), csv_path.c_str());
   return 0;
+}
+
+// The activation of an encoder layer ("code" or "encoder.N").
+cuae::Activation layer_activation(const cuae::ModelConfig& m, const std::string& layer) {
+  const int i = cuae::encoder_layer_index(m, layer, "--jacobian");
+  return i + 2 == static_cast<int>(m.layers.size()) ? m.code_activation : m.activation;
 }
 
 int cmd_eval(const Args& a) {
   const std::string path = a.need("checkpoint");
   const cuae::Device dev = cuae::resolve_device(a.get("device", "auto"));
   cuae::Autoencoder ae = cuae::Autoencoder::load(path, dev);
-  auto [train, test] = load_data(ae.config());
+  const cuae::Config& cfg = ae.config();
+  auto [train, test] = load_data(cfg);
   const cuae::ReconMetrics m = ae.evaluate(test.images);
   std::printf("%s: step %lld, epoch %d, test set %s (%lld images)\n", path.c_str(), static_cast<long long>(ae.step()),
               ae.epochs_done(), test.name.c_str(), static_cast<long long>(m.images));
   print_metrics("autoencoder", m);
-  if (a.has("pca")) {
-    const int k = static_cast<int>(ae.config().model.layers.back());
+  if (a.has("pca") && cfg.model.layers.back() < cfg.model.layers.front()) {
+    const int k = static_cast<int>(cfg.model.layers.back());
     print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca_baseline(train, test, k));
   }
+  const std::string jl = a.get("jacobian", cfg.contractive.weight > 0.0f ? cfg.contractive.layer : "encoder.0");
+  if (layer_activation(cfg.model, jl) != cuae::Activation::GELU)
+    std::printf("  mean ||dh/dx||_F^2 of %s: %.4f\n", jl.c_str(), ae.jacobian_norm(test.images, jl));
+  if (cfg.sparsity.type != cuae::SparsityConfig::Kind::None) {
+    const cuae::Tensor h = ae.activations(test.images, cfg.sparsity.layer);
+    double sum = 0.0;
+    std::int64_t nonzero = 0;
+    for (std::int64_t i = 0; i < h.numel(); ++i) {
+      sum += h.f32()[i];
+      nonzero += h.f32()[i] != 0.0f;
+    }
+    const double rows = static_cast<double>(std::max<std::int64_t>(h.dim(0), 1));
+    std::printf("  %s sparsity on %s: mean activation %.4f", cuae::sparsity_name(cfg.sparsity.type), cfg.sparsity.layer.c_str(),
+                sum / static_cast<double>(std::max<std::int64_t>(h.numel(), 1)));
+    if (cfg.sparsity.type == cuae::SparsityConfig::Kind::KL) std::printf(" (target %.4f)", static_cast<double>(cfg.sparsity.target));
+    std::printf(", nonzero units per image %.2f of %lld\n", static_cast<double>(nonzero) / rows, static_cast<long long>(h.dim(1)));
+  }
+  return 0;
+}
+
+int cmd_denoise(const Args& a) {
+  const std::string path = a.need("checkpoint");
+  cuae::Autoencoder ae = cuae::Autoencoder::load(path, cuae::resolve_device(a.get("device", "auto")));
+  const cuae::Config& cfg = ae.config();
+  cuae::NoiseType type = cfg.noise.enabled ? cfg.noise.type : cuae::NoiseType::Mask;
+  float level = cfg.noise.enabled ? cfg.noise.level : 0.3f;
+  if (a.has("noise")) type = cuae::parse_noise_type(a.get("noise"));
+  if (a.has("level")) {
+    const std::string v = a.get("level");
+    char* end = nullptr;
+    level = std::strtof(v.c_str(), &end);
+    if (v.empty() || *end || !std::isfinite(level) || level < 0.0f || (type != cuae::NoiseType::Gaussian && level > 1.0f))
+      throw cuae::Error("cuae denoise: --level expects a fraction in [0, 1] (or a σ >= 0 for gaussian), got \"" + v + "\"");
+  }
+  const std::uint64_t seed = a.has("seed") ? static_cast<std::uint64_t>(a.integer("seed")) : 12345u;
+  const std::string out = a.get("out", (fs::path(path).parent_path() / "denoised.png").string());
+  auto [train, test] = load_data(cfg);
+  const cuae::Tensor noisy = cuae::corrupt_images(test.images, type, level, seed);
+  const cuae::Tensor recon = ae.reconstruct(noisy);
+  const cuae::ReconMetrics mn = cuae::reconstruction_metrics(test.images, noisy);
+  const cuae::ReconMetrics mr = cuae::reconstruction_metrics(test.images, recon);
+  std::printf("%s: %s noise, level %g, on %s (%lld images); error against the clean images:\n", path.c_str(),
+              cuae::noise_type_name(type), static_cast<double>(level), test.name.c_str(), static_cast<long long>(mr.images));
+  std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "noisy input", mn.mse_per_pixel, mn.se_per_image);
+  std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "reconstruction", mr.mse_per_pixel, mr.se_per_image);
+  // Groups of three rows: noisy inputs, their reconstructions, the clean originals.
+  const int per_row = 16, groups = 4;
+  const std::int64_t d = test.features();
+  const std::int64_t shown = std::min<std::int64_t>(per_row * groups, test.size());
+  cuae::Tensor grid({per_row * groups * 3, d});
+  std::fill(grid.f32(), grid.f32() + grid.numel(), 0.0f);
+  for (std::int64_t img = 0; img < shown; ++img) {
+    const std::int64_t g = img / per_row, j = img % per_row;
+    const cuae::Tensor* src[3] = {&noisy, &recon, &test.images};
+    for (int r = 0; r < 3; ++r) {
+      const float* p = src[r]->f32() + img * d;
+      float* q = grid.f32() + ((3 * g + r) * per_row + j) * d;
+      for (std::int64_t i = 0; i < d; ++i) q[i] = std::clamp(p[i], 0.0f, 1.0f);
+    }
+  }
+  cuae::write_image_grid(out, grid, groups * 3, per_row, test.rows, test.cols, 1);
+  std::printf("wrote %s (rows: noisy, reconstructed, clean)\n", out.c_str());
   return 0;
 }
 
@@ -203,7 +296,7 @@ int cmd_encode(const Args& a) {
 
 int cmd_summary(const Args& a) {
   const cuae::Config cfg = cuae::load_config(a.need("config"));
-  const auto m = cuae::build_deep_autoencoder(cfg.model, cfg.loss, cfg.train.batch_size, false);
+  const auto m = cuae::build_deep_autoencoder(cfg, cfg.train.batch_size, cuae::GraphMode::Train);
   std::printf("%s", m.graph.describe().c_str());
   std::int64_t params = 0;
   for (const auto& v : m.graph.values())
@@ -229,6 +322,7 @@ int main(int argc, char** argv) {
     if (a.command == "train") return cmd_train(a);
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "encode") return cmd_encode(a);
+    if (a.command == "denoise") return cmd_denoise(a);
     if (a.command == "summary") return cmd_summary(a);
     if (a.command == "version") {
       std::printf("cuae %s, CUDA device %s\n", cuae::version(), cuae::cuda_available() ? "available" : "not available");

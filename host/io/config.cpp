@@ -1,5 +1,6 @@
 #include "cuae/config.hpp"
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -92,11 +93,12 @@ Config parse_config(const std::string& text, const std::string& origin) {
        << e.description();
     throw Error(os.str());
   }
-  static const std::set<std::string> tables{"model", "loss", "optimizer", "train", "data", "output"};
+  static const std::set<std::string> tables{"model", "noise", "sparsity", "contractive", "loss",
+                                            "optimizer", "train", "data", "output"};
   for (const auto& [k, v] : root) {
     if (!tables.count(std::string(k.str())))
       throw Error(origin + ": unknown table [" + std::string(k.str()) +
-                  "] (expected model, loss, optimizer, train, data, output)");
+                  "] (expected model, noise, sparsity, contractive, loss, optimizer, train, data, output)");
     if (!v.is_table()) throw Error(origin + ": \"" + std::string(k.str()) + "\" must be a table");
   }
   Config c;
@@ -116,8 +118,80 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("tied_weights", c.model.tied_weights);
     r.get("leaky_slope", c.model.leaky_slope);
     if (!(c.model.leaky_slope > 0.0f)) r.fail("leaky_slope", "must be > 0");
+    r.get("dropout", c.model.dropout);
+    if (!(c.model.dropout >= 0.0f && c.model.dropout < 1.0f)) r.fail("dropout", "must be in [0, 1)");
     if (c.model.layers.size() < 2)
       r.fail("layers", "needs at least an input and a code width, e.g. [784, 1000, 500, 250, 30]");
+    r.finish();
+  }
+  // The layer a regularizer names, and that layer's activation.
+  auto layer_of = [&](TableReader& r, const std::string& name) {
+    try {
+      return encoder_layer_index(c.model, name, "layer");
+    } catch (const Error& e) {
+      r.fail("layer", e.what());
+    }
+  };
+  auto act_of = [&](int layer) {
+    return layer + 2 == static_cast<int>(c.model.layers.size()) ? c.model.code_activation : c.model.activation;
+  };
+  {
+    TableReader r(root["noise"].as_table(), origin, "noise");
+    std::string type = "none";
+    r.get("type", type);
+    r.get("level", c.noise.level);
+    c.noise.enabled = type != "none";
+    if (c.noise.enabled) c.noise.type = parse_enum(r, "type", type, parse_noise_type);
+    if (c.noise.type == NoiseType::Gaussian) {
+      if (!(c.noise.level >= 0.0f) || !std::isfinite(c.noise.level)) r.fail("level", "the noise's σ must be >= 0");
+    } else if (!(c.noise.level >= 0.0f && c.noise.level <= 1.0f)) {
+      r.fail("level", "the corrupted fraction must be in [0, 1]");
+    }
+    r.finish();
+  }
+  {
+    TableReader r(root["sparsity"].as_table(), origin, "sparsity");
+    std::string type = "none";
+    r.get("type", type);
+    r.get("layer", c.sparsity.layer);
+    r.get("target", c.sparsity.target);
+    r.get("weight", c.sparsity.weight);
+    r.get("k", c.sparsity.k);
+    if (type == "none") c.sparsity.type = SparsityConfig::Kind::None;
+    else if (type == "kl") c.sparsity.type = SparsityConfig::Kind::KL;
+    else if (type == "l1") c.sparsity.type = SparsityConfig::Kind::L1;
+    else if (type == "ksparse" || type == "k-sparse") c.sparsity.type = SparsityConfig::Kind::KSparse;
+    else r.fail("type", "expected none, kl, l1 or ksparse, got \"" + type + "\"");
+    if (c.sparsity.type != SparsityConfig::Kind::None) {
+      const int layer = layer_of(r, c.sparsity.layer);
+      const Activation act = act_of(layer);
+      const std::int64_t width = c.model.layers[static_cast<std::size_t>(layer) + 1];
+      if (c.sparsity.type == SparsityConfig::Kind::KL) {
+        if (!(c.sparsity.target > 0.0f && c.sparsity.target < 1.0f)) r.fail("target", "must be in (0, 1)");
+        if (act != Activation::Sigmoid)
+          r.fail("type", "KL sparsity needs mean activations in (0, 1), but layer \"" + c.sparsity.layer + "\" is " +
+                             activation_name(act) + " (use a sigmoid layer, or type = \"l1\" or \"ksparse\")");
+      }
+      if (c.sparsity.type != SparsityConfig::Kind::KSparse && !(c.sparsity.weight >= 0.0f && std::isfinite(c.sparsity.weight)))
+        r.fail("weight", "must be >= 0");
+      if (c.sparsity.type == SparsityConfig::Kind::KSparse && (c.sparsity.k < 1 || c.sparsity.k > width))
+        r.fail("k", "must be in [1, " + std::to_string(width) + "] (the width of layer \"" + c.sparsity.layer + "\"), got " +
+                        std::to_string(c.sparsity.k));
+    }
+    r.finish();
+  }
+  {
+    TableReader r(root["contractive"].as_table(), origin, "contractive");
+    r.get("weight", c.contractive.weight);
+    r.get("layer", c.contractive.layer);
+    if (!(c.contractive.weight >= 0.0f && std::isfinite(c.contractive.weight))) r.fail("weight", "must be >= 0");
+    if (c.contractive.weight > 0.0f) {
+      const int layer = layer_of(r, c.contractive.layer);
+      const Activation act = act_of(layer);
+      if (act == Activation::GELU)
+        r.fail("layer", "the contractive penalty supports identity, relu, leaky_relu, sigmoid and tanh layers; \"" +
+                            c.contractive.layer + "\" is gelu");
+    }
     r.finish();
   }
   {
@@ -147,6 +221,8 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("weight_decay", c.optimizer.weight_decay);
     r.get("momentum", c.optimizer.momentum);
     r.get("nesterov", c.optimizer.nesterov);
+    r.get("l1", c.optimizer.l1);
+    if (!(c.optimizer.l1 >= 0.0f && std::isfinite(c.optimizer.l1))) r.fail("l1", "must be >= 0");
     if (!(c.optimizer.lr > 0.0f)) r.fail("lr", "must be > 0");
     if (!(c.optimizer.beta1 >= 0.0f && c.optimizer.beta1 < 1.0f)) r.fail("beta1", "must be in [0, 1)");
     if (!(c.optimizer.beta2 >= 0.0f && c.optimizer.beta2 < 1.0f)) r.fail("beta2", "must be in [0, 1)");
@@ -164,6 +240,11 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("tf32", c.train.tf32);
     r.get("max_train", c.train.max_train);
     r.get("log_every", c.train.log_every);
+    r.get("validation", c.train.validation);
+    r.get("patience", c.train.patience);
+    if (!(c.train.validation >= 0.0 && c.train.validation < 1.0)) r.fail("validation", "must be a fraction in [0, 1)");
+    if (c.train.patience > 0 && c.train.validation <= 0.0)
+      r.fail("patience", "early stopping needs a validation split: set [train] validation, e.g. 0.1");
     if (c.train.batch_size <= 0) r.fail("batch_size", "must be > 0");
     if (c.train.log_every <= 0) r.fail("log_every", "must be > 0");
     if (c.train.device != "auto" && c.train.device != "cuda" && c.train.device != "cpu")
@@ -210,7 +291,16 @@ std::string to_toml(const Config& c) {
                             {"code_activation", activation_name(c.model.code_activation)},
                             {"output_activation", activation_name(c.model.output_activation)},
                             {"tied_weights", c.model.tied_weights},
-                            {"leaky_slope", static_cast<double>(c.model.leaky_slope)}}},
+                            {"leaky_slope", static_cast<double>(c.model.leaky_slope)},
+                            {"dropout", static_cast<double>(c.model.dropout)}}},
+      {"noise", toml::table{{"type", c.noise.enabled ? noise_type_name(c.noise.type) : "none"},
+                            {"level", static_cast<double>(c.noise.level)}}},
+      {"sparsity", toml::table{{"type", sparsity_name(c.sparsity.type)},
+                               {"layer", c.sparsity.layer},
+                               {"target", static_cast<double>(c.sparsity.target)},
+                               {"weight", static_cast<double>(c.sparsity.weight)},
+                               {"k", c.sparsity.k}}},
+      {"contractive", toml::table{{"weight", static_cast<double>(c.contractive.weight)}, {"layer", c.contractive.layer}}},
       {"loss", toml::table{{"type", loss_type_name(c.loss.type)},
                            {"reduction", c.loss.reduction == Reduction::Mean ? "mean" : "sum"}}},
       {"optimizer", toml::table{{"type", optimizer_name(c.optimizer.type)},
@@ -220,14 +310,17 @@ std::string to_toml(const Config& c) {
                                 {"eps", static_cast<double>(c.optimizer.eps)},
                                 {"weight_decay", static_cast<double>(c.optimizer.weight_decay)},
                                 {"momentum", static_cast<double>(c.optimizer.momentum)},
-                                {"nesterov", c.optimizer.nesterov}}},
+                                {"nesterov", c.optimizer.nesterov},
+                                {"l1", static_cast<double>(c.optimizer.l1)}}},
       {"train", toml::table{{"batch_size", c.train.batch_size},
                             {"epochs", c.train.epochs},
                             {"seed", static_cast<std::int64_t>(c.train.seed)},
                             {"device", c.train.device},
                             {"tf32", c.train.tf32},
                             {"max_train", c.train.max_train},
-                            {"log_every", c.train.log_every}}},
+                            {"log_every", c.train.log_every},
+                            {"validation", c.train.validation},
+                            {"patience", c.train.patience}}},
       {"data", toml::table{{"dataset", c.data.dataset},
                            {"dir", c.data.dir},
                            {"train_images", c.data.train_images},
@@ -239,6 +332,29 @@ std::string to_toml(const Config& c) {
   std::ostringstream os;
   os << t << "\n";
   return os.str();
+}
+
+const char* sparsity_name(SparsityConfig::Kind k) {
+  switch (k) {
+    case SparsityConfig::Kind::None: return "none";
+    case SparsityConfig::Kind::KL: return "kl";
+    case SparsityConfig::Kind::L1: return "l1";
+    case SparsityConfig::Kind::KSparse: return "ksparse";
+  }
+  return "?";
+}
+
+int encoder_layer_index(const ModelConfig& model, const std::string& layer, const std::string& what) {
+  const int depth = static_cast<int>(model.layers.size()) - 1;
+  if (layer == "code") return depth - 1;
+  const std::string prefix = "encoder.";
+  if (layer.rfind(prefix, 0) == 0 && layer.size() > prefix.size() && layer.size() < prefix.size() + 6 &&
+      layer.find_first_not_of("0123456789", prefix.size()) == std::string::npos) {
+    const int i = std::stoi(layer.substr(prefix.size()));
+    if (i < depth) return i;
+  }
+  throw Error(what + ": no encoder layer \"" + layer + "\" (expected \"code\" or encoder.0 ... encoder." +
+              std::to_string(depth - 1) + ")");
 }
 
 Device resolve_device(const std::string& device) {

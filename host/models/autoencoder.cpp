@@ -9,6 +9,7 @@
 #include <random>
 
 #include "cuae/safetensors.hpp"
+#include "kernels/ops.hpp"
 
 namespace cuae {
 
@@ -29,6 +30,7 @@ struct Autoencoder::State {
   std::int64_t loaded_step = 0;
   int epochs_done = 0;
   DeepAutoencoderGraph infer_graph;
+  int infer_jacobian = -1;                       // encoder layer whose ‖J‖² the inference graph computes
 
   ExecutorOptions options(bool training) const {
     ExecutorOptions o;
@@ -48,9 +50,10 @@ struct Autoencoder::State {
     return t;
   }
 
-  Executor& inference(std::int64_t batch) {
-    if (!infer || infer_batch != batch) {
-      infer_graph = build_deep_autoencoder(cfg.model, cfg.loss, batch, /*with_recon=*/true);
+  Executor& inference(std::int64_t batch, int jacobian_layer = -1) {
+    if (!infer || infer_batch != batch || infer_jacobian != jacobian_layer) {
+      infer_graph = build_deep_autoencoder(cfg, batch, GraphMode::Infer, jacobian_layer);
+      infer_jacobian = jacobian_layer;
       infer = std::make_unique<Executor>(infer_graph.graph, options(false));
       infer_batch = batch;
       infer_stale = true;
@@ -68,14 +71,14 @@ struct Autoencoder::State {
   // Runs the inference graph over all rows of `images` (host [N, D]), calling sink(batch_begin,
   // rows_valid) after each batch; the last batch is padded by repeating its final row.
   template <class Sink>
-  void run_batches(const Tensor& images, Sink sink) {
+  void run_batches(const Tensor& images, Sink sink, int jacobian_layer = -1) {
     const std::int64_t d = cfg.model.layers.front();
     CUAE_CHECK(images.rank() == 2 && images.dim(1) == d && images.dtype() == DType::F32,
                "images " + shape_str(images.shape()) + " do not match the model's input width " + std::to_string(d));
     const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
     const std::int64_t n = host.dim(0);
     if (n == 0) return;
-    Executor& ex = inference(std::min(n, kInferBatch));
+    Executor& ex = inference(std::min(n, kInferBatch), jacobian_layer);
     Tensor batch({infer_batch, d});
     for (std::int64_t b = 0; b < n; b += infer_batch) {
       const std::int64_t rows = std::min(infer_batch, n - b);
@@ -95,7 +98,7 @@ Autoencoder::Autoencoder(const Config& config, Device device) : s_(std::make_uni
   s_->device = device;
   CUAE_CHECK(config.model.layers.size() >= 2, "model.layers needs at least two widths");
   // Builds (and so validates) the graph now, so a bad config fails here and not mid-way.
-  build_deep_autoencoder(config.model, config.loss, config.train.batch_size, false);
+  build_deep_autoencoder(config, config.train.batch_size, GraphMode::Train);
 }
 
 Autoencoder::Autoencoder(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -138,7 +141,7 @@ std::int64_t Autoencoder::step() const { return s_->trainer ? s_->trainer->step(
 int Autoencoder::epochs_done() const { return s_->epochs_done; }
 
 std::int64_t Autoencoder::parameter_count() const {
-  const auto g = build_deep_autoencoder(s_->cfg.model, s_->cfg.loss, 1, false);
+  const auto g = build_deep_autoencoder(s_->cfg, 1, GraphMode::Infer);
   std::int64_t n = 0;
   for (const auto& v : g.graph.values())
     if (v.kind == Graph::ValueKind::Param) n += shape_numel(v.shape);
@@ -159,11 +162,17 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
                                        " features per image, model.layers[0] is " + std::to_string(d));
   std::int64_t n = data.size();
   if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
+  // The validation split: the last images, never trained on.
+  const std::int64_t n_val =
+      cfg.train.validation > 0.0 ? std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * cfg.train.validation)) : 0;
+  n -= n_val;
   const std::int64_t batch = cfg.train.batch_size;
-  CUAE_CHECK(n >= batch, "dataset \"" + data.name + "\" has " + std::to_string(n) + " images, fewer than one batch of " +
-                             std::to_string(batch));
+  CUAE_CHECK(n >= batch, "dataset \"" + data.name + "\" has " + std::to_string(n) + " training images" +
+                             (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
+                             ", fewer than one batch of " + std::to_string(batch));
+  const Tensor val_images = n_val ? data.images.rows(n, n + n_val) : Tensor();
   if (!S.trainer) {
-    const auto g = build_deep_autoencoder(cfg.model, cfg.loss, batch, false);
+    const auto g = build_deep_autoencoder(cfg, batch, GraphMode::Train);
     S.trainer = std::make_unique<Executor>(g.graph, S.options(true));
     if (!S.loaded.empty()) S.trainer->load(S.loaded, S.loaded_step);
     S.loaded.clear();
@@ -180,7 +189,13 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
   std::int64_t done = 0;
   const int first_epoch = S.epochs_done;
   const auto t0 = Clock::now();
-  for (int e = 0; e < epochs; ++e) {
+  // Early stopping state: the best validation loss, its epoch, step and a host copy of the model.
+  double best_val = INFINITY;
+  int best_epoch = 0, since_best = 0;
+  std::int64_t best_step = 0;
+  std::map<std::string, Tensor> best;
+  bool stop = false;
+  for (int e = 0; e < epochs && !stop; ++e) {
     // A permutation per epoch from (seed, epoch): runs repeat exactly.
     auto* idx = static_cast<std::int32_t*>(order.data());
     std::iota(idx, idx + n, 0);
@@ -224,11 +239,32 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
         p.epoch_end = end;
         if (end) ++S.epochs_done;
         S.infer_stale = true;  // the callback may evaluate the model as it is now
+        if (end && n_val) {
+          p.val_loss = loss(val_images);
+          if (p.val_loss < best_val) {
+            best_val = p.val_loss;
+            best_epoch = S.epochs_done;
+            best_step = ex.step();
+            since_best = 0;
+            p.improved = true;
+            if (cfg.train.patience > 0) best = S.current_tensors();
+          } else {
+            ++since_best;
+          }
+          p.best_epoch = best_epoch;
+          stop = cfg.train.patience > 0 && since_best >= cfg.train.patience;
+          p.stopping = stop;
+        }
         if (progress) progress(p);
         t_last = now;
         steps_last = 0;
       }
     }
+  }
+  // Early stopping keeps the best epoch's model, optimizer state included.
+  if (cfg.train.patience > 0 && !best.empty() && best_epoch != S.epochs_done) {
+    ex.load(best, best_step);
+    S.epochs_done = best_epoch;
   }
   S.infer_stale = true;
 }
@@ -240,6 +276,52 @@ Tensor Autoencoder::encode(const Tensor& images) {
     const Tensor c = ex.read(s_->infer_graph.code);
     std::copy(c.f32(), c.f32() + rows * k, out.f32() + b * k);
   });
+  return out;
+}
+
+Tensor Autoencoder::activations(const Tensor& images, const std::string& layer) {
+  const int li = encoder_layer_index(s_->cfg.model, layer, "activations()");
+  const std::int64_t k = s_->cfg.model.layers[static_cast<std::size_t>(li) + 1];
+  Tensor out({images.rank() == 2 ? images.dim(0) : 0, k});
+  s_->run_batches(images, [&](Executor& ex, std::int64_t b, std::int64_t rows) {
+    const Tensor c = ex.read(s_->infer_graph.layers[static_cast<std::size_t>(li)]);
+    std::copy(c.f32(), c.f32() + rows * k, out.f32() + b * k);
+  });
+  return out;
+}
+
+double Autoencoder::jacobian_norm(const Tensor& images, const std::string& layer) {
+  const int li = encoder_layer_index(s_->cfg.model, layer, "jacobian_norm()");
+  double sum = 0.0;
+  std::int64_t batches = 0;
+  const std::int64_t n = images.rank() == 2 ? images.dim(0) : 0;
+  // Each batch's value is its mean over rows; only whole batches count (padding rows repeat one).
+  s_->run_batches(
+      images,
+      [&](Executor& ex, std::int64_t, std::int64_t rows) {
+        if (rows == s_->infer_batch || n < s_->infer_batch) {
+          sum += static_cast<double>(ex.read(s_->infer_graph.jacobian).f32()[0]);
+          ++batches;
+        }
+      },
+      li);
+  return batches ? sum / static_cast<double>(batches) : 0.0;
+}
+
+Tensor corrupt_images(const Tensor& images, NoiseType type, float level, std::uint64_t seed) {
+  const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
+  CUAE_CHECK(host.dtype() == DType::F32, "corrupt_images: images must be F32, got " + std::string(dtype_name(host.dtype())));
+  Tensor out(host.shape());
+  if (host.numel() == 0) return out;
+  kern::Corrupt a;
+  a.x = host.f32();
+  a.y = out.f32();
+  a.count = host.numel();
+  a.kind = static_cast<kern::NoiseKind>(static_cast<int>(type));
+  a.level = level;
+  a.seed = seed;
+  a.step = 0;
+  kern::cpu_ops().corrupt(kern::Context{}, a);
   return out;
 }
 

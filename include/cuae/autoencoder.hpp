@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cuae/config.hpp"
 #include "cuae/data.hpp"
@@ -48,16 +49,30 @@ CUAE_API Pca fit_pca(const Tensor& images, int k);
 CUAE_API Tensor pca_reconstruct(const Pca& pca, const Tensor& images);  // [N, D], clamped to [0, 1] is NOT applied
 
 // The graph of a deep autoencoder for a fixed batch size.
+//   Train: the training objective. The input is corrupted when [noise] is on (the loss still
+//          compares with the clean input), hidden layers get dropout, the sparsity and contractive
+//          penalties are terms of the objective. Nothing is marked as an output.
+//   Infer: the model as used after training: no corruption, no dropout, no penalty terms (k-sparse
+//          selection stays: it is part of the model). The code, every encoder layer and the
+//          reconstruction are outputs; with jacobian_layer >= 0 the mean ‖∂h/∂x‖²_F of that
+//          encoder layer is computed as a metric (not an objective term).
+enum class GraphMode { Train, Infer };
 struct CUAE_API DeepAutoencoderGraph {
   Graph graph;
-  Value input;   // "x" [batch, layers[0]]
-  Value code;    // [batch, layers.back()]
-  Value output;  // last layer's output: logits for bce, else the reconstruction
-  Value recon;   // the reconstruction (== output unless bce; only built when with_recon)
-  Value loss;
+  Value input;                // "x" [batch, layers[0]]
+  Value code;                 // [batch, layers.back()]
+  std::vector<Value> layers;  // encoder layer outputs (after k-sparse selection); layers.back() == code
+  Value output;               // last layer's output: logits for bce, else the reconstruction
+  Value recon;                // the reconstruction (== output unless bce; Infer only)
+  Value loss;                 // the reconstruction term
+  Value jacobian;             // Infer with jacobian_layer >= 0: batch mean ‖J‖²_F of that layer
 };
-CUAE_API DeepAutoencoderGraph build_deep_autoencoder(const ModelConfig& model, const LossConfig& loss,
-                                                     std::int64_t batch, bool with_recon);
+CUAE_API DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
+                                                     int jacobian_layer = -1);
+
+// Corrupts images [N, D] (host) as a denoising autoencoder's input is corrupted in training, with
+// the same counter-based generator, keyed by seed: the same call gives the same images.
+CUAE_API Tensor corrupt_images(const Tensor& images, NoiseType type, float level, std::uint64_t seed);
 
 struct CUAE_API TrainProgress {
   int epoch = 0, epochs = 0;           // 1-based epoch
@@ -65,7 +80,14 @@ struct CUAE_API TrainProgress {
   std::int64_t steps_per_epoch = 0;
   std::int64_t global_step = 0;
   double loss = 0.0;                   // mean training loss over the steps since the last report
-  double epoch_loss = 0.0;             // mean over the epoch so far
+  double epoch_loss = 0.0;             // mean over the epoch so far (objective incl. penalties)
+  // Epoch ends with a validation split ([train] validation > 0): the reconstruction loss on the
+  // held-out images, whether it is the best so far (the weights are then the best ones), and
+  // whether training stops here (patience exhausted).
+  double val_loss = -1.0;              // < 0 when not measured
+  bool improved = false;
+  bool stopping = false;
+  int best_epoch = 0;
   double images_per_sec = 0.0;
   double elapsed_sec = 0.0;
   double eta_sec = 0.0;
@@ -92,10 +114,17 @@ class CUAE_API Autoencoder {
   MemoryReport memory() const;
 
   // Trains config.train.epochs epochs on `data` (shuffled each epoch, last partial batch dropped).
-  // The dataset is copied to the device once; batches are gathered there.
+  // The dataset is copied to the device once; batches are gathered there. With [train] validation
+  // the last fraction of the images is held out and scored after each epoch; with patience > 0
+  // training stops once that many epochs passed without improvement, and the model (weights and
+  // optimizer state) is rolled back to the best epoch.
   void train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress = {});
 
   Tensor encode(const Tensor& images);       // [N, layers[0]] -> [N, code] (host)
+  // The output of one encoder layer ("code" or "encoder.N"), [N, width] (host).
+  Tensor activations(const Tensor& images, const std::string& layer);
+  // Mean over images of ‖∂h/∂x‖²_F for encoder layer `layer` (h its output, x its input).
+  double jacobian_norm(const Tensor& images, const std::string& layer);
   Tensor reconstruct(const Tensor& images);  // [N, layers[0]] -> [N, layers[0]] (host)
   ReconMetrics evaluate(const Tensor& images);
   // Mean ‖x − x̂‖-style training loss of the configured objective over `images` (per batch mean).

@@ -7,6 +7,23 @@
 //   output_activation = "sigmoid" # the reconstruction; must be "sigmoid" with loss "bce"
 //   tied_weights = false          # decoder layer i reuses encoder weight i transposed
 //   leaky_slope = 0.01
+//   dropout = 0.0                 # inverted dropout on every hidden layer's output during training
+//                                 # (not on the code, not on the reconstruction)
+//
+//   [noise]                       # denoising autoencoder: corrupt the input, reconstruct the clean one
+//   type = "none"                 # none | mask | gaussian | salt_pepper
+//   level = 0.3                   # mask, salt_pepper: fraction of pixels; gaussian: σ
+//
+//   [sparsity]                    # sparse autoencoder
+//   type = "none"                 # none | kl | l1 | ksparse
+//   layer = "code"                # "code" or "encoder.N" (the output of encoder layer N, from 0)
+//   target = 0.05                 # kl: target mean activation ρ
+//   weight = 0.0                  # kl: β; l1: λ
+//   k = 0                         # ksparse: active units kept per sample
+//
+//   [contractive]                 # contractive autoencoder: λ·‖∂h/∂x‖²_F of one encoder layer
+//   weight = 0.0                  # λ (0 = off)
+//   layer = "encoder.0"
 //
 //   [loss]
 //   type = "bce"                  # mse | l1 | bce (binary cross-entropy on logits, stable)
@@ -16,6 +33,7 @@
 //   type = "adam"                 # sgd | adam | adamw
 //   lr = 1e-3
 //   beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0, momentum = 0.9, nesterov = false
+//   l1 = 0.0                      # L1 weight penalty λ₁·Σ|w| (weights only)
 //
 //   [train]
 //   batch_size = 256
@@ -25,6 +43,10 @@
 //   tf32 = false                  # CUDA: TF32 tensor cores for fp32 GEMMs
 //   max_train = 0                 # use only the first N training images (0 = all)
 //   log_every = 50                # steps between progress lines
+//   validation = 0.0              # fraction of the training images held out (from the end) to
+//                                 # validate on after every epoch
+//   patience = 0                  # early stopping: stop after this many epochs without a better
+//                                 # validation loss and keep the best weights (0 = off)
 //
 //   [data]
 //   dataset = "fashion-mnist"     # fashion-mnist | idx
@@ -56,6 +78,28 @@ struct CUAE_API ModelConfig {
   Activation output_activation = Activation::Sigmoid;
   bool tied_weights = false;
   float leaky_slope = 0.01f;
+  float dropout = 0.0f;
+};
+
+struct CUAE_API NoiseConfig {
+  bool enabled = false;
+  NoiseType type = NoiseType::Mask;
+  float level = 0.3f;
+};
+
+struct CUAE_API SparsityConfig {
+  enum class Kind { None, KL, L1, KSparse };
+  Kind type = Kind::None;
+  std::string layer = "code";
+  float target = 0.05f;
+  float weight = 0.0f;
+  int k = 0;
+};
+CUAE_API const char* sparsity_name(SparsityConfig::Kind k);
+
+struct CUAE_API ContractiveConfig {
+  float weight = 0.0f;
+  std::string layer = "encoder.0";
 };
 
 struct CUAE_API LossConfig {
@@ -71,6 +115,8 @@ struct CUAE_API TrainConfig {
   bool tf32 = false;
   std::int64_t max_train = 0;
   int log_every = 50;
+  double validation = 0.0;
+  int patience = 0;
 };
 
 struct CUAE_API DataConfig {
@@ -85,6 +131,9 @@ struct CUAE_API OutputConfig {
 
 struct CUAE_API Config {
   ModelConfig model;
+  NoiseConfig noise;
+  SparsityConfig sparsity;
+  ContractiveConfig contractive;
   LossConfig loss;
   OptimizerConfig optimizer;
   TrainConfig train;
@@ -99,5 +148,8 @@ CUAE_API Config load_config(const std::string& path);
 CUAE_API std::string to_toml(const Config& c);
 // Resolves train.device: "auto" is CUDA when a GPU is usable, else the CPU.
 CUAE_API Device resolve_device(const std::string& device);
+// The encoder layer a layer name ("code" or "encoder.N") refers to, in [0, depth); throws naming
+// `what` (e.g. "[sparsity] layer") when there is no such layer.
+CUAE_API int encoder_layer_index(const ModelConfig& model, const std::string& layer, const std::string& what);
 
 }  // namespace cuae

@@ -28,6 +28,7 @@ struct CUAE_API OptimizerConfig {
   float lr = 1e-3f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
   float weight_decay = 0.0f;   // SGD/Adam: L2 added to the gradient; AdamW: decoupled
+  float l1 = 0.0f;             // L1 weight penalty λ₁·Σ|w| on weights (not biases): λ₁·sign(w) in the gradient
   float momentum = 0.0f;       // SGD
   bool nesterov = false;       // SGD
 };
@@ -36,7 +37,7 @@ struct CUAE_API ExecutorOptions {
   Device device = Device::CPU;
   bool training = false;       // derive backward + optimizer; otherwise forward only
   OptimizerConfig optimizer;
-  std::uint64_t seed = 1;      // parameter initialisation
+  std::uint64_t seed = 1;      // parameter initialisation and the random ops' streams
   bool tf32 = false;           // CUDA: allow TF32 tensor cores in fp32 GEMMs
 };
 
