@@ -23,13 +23,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <ostream>
 #include <random>
 #include <span>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -38,6 +36,7 @@
 #include "cuae/error.hpp"
 #include "host/runtime/backend.hpp"
 #include "kernels/ops.hpp"
+#include "op_case.hpp"
 
 namespace {
 
@@ -71,33 +70,12 @@ constexpr double kCudaLossTol = 1e-5;      // a reduction in a different order v
 constexpr double kCudaOptStateTol = 1e-6;
 constexpr double kCudaOptDeltaTol = 1e-4;  // see kRefOptDeltaTol
 
-// Finite differences: float backward vs double central differences of the double forward. The
-// step h = 1e-4 leaves truncation error ~h²·f‴/6 ~ 1e-9 and rounding ~1e-16·|L|/h ~ 1e-11, so the
-// comparison measures the float backward alone.                                           [7.4e-7]
-constexpr double kGradRelTol = 1e-5;
-constexpr double kGradStep = 1e-4;
-// The kink allowance may skip at most this fraction of the checked points, so it cannot hide a
-// broken gradient.
-constexpr double kMaxKinkFraction = 0.2;
+// Finite differences: kGradRelTol, kGradStep and kMaxKinkFraction (tests/op_case.hpp).
 
 // ================================================================================================
 // Double-precision formulas, written from the comments in kernels/ops.hpp (not from act_math.hpp,
-// so a wrong shared formula cannot agree with itself).
+// so a wrong shared formula cannot agree with itself). act_d is in tests/op_case.hpp.
 // ================================================================================================
-
-constexpr double kSqrt2OverPi = 0.79788456080286535588;  // GELU, tanh approximation
-
-double act_d(Act a, double z, double slope) {
-  switch (a) {
-    case Act::Identity: return z;
-    case Act::ReLU: return z > 0 ? z : 0.0;
-    case Act::LeakyReLU: return z > 0 ? z : slope * z;
-    case Act::Sigmoid: return 1.0 / (1.0 + std::exp(-z));
-    case Act::Tanh: return std::tanh(z);
-    case Act::GELU: return 0.5 * z * (1.0 + std::tanh(kSqrt2OverPi * (z + 0.044715 * z * z * z)));
-  }
-  return NAN;
-}
 
 // act'(z), evaluated from the stored forward output y (or z for GELU), as the backward op does.
 double act_deriv_d(Act a, double y, double z, double slope) {
@@ -178,185 +156,20 @@ void dense_backward_d(std::span<const double> dz, std::span<const double> x, std
     }
 }
 
-std::vector<double> abs_d(std::span<const float> v) {
-  std::vector<double> a(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) a[i] = std::abs(static_cast<double>(v[i]));
-  return a;
-}
-std::vector<double> abs_d(std::span<const double> v) {
-  std::vector<double> a(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) a[i] = std::abs(v[i]);
-  return a;
-}
-// a + b elementwise (b may be empty).
-std::vector<double> plus(std::vector<double> a, std::span<const double> b) {
-  for (std::size_t i = 0; i < b.size() && i < a.size(); ++i) a[i] += b[i];
-  return a;
-}
-
-std::string fmt_err(double e, double tol) {
-  std::ostringstream os;
-  os << "normalised error " << e << " (tolerance " << tol << ")";
-  return os.str();
-}
-
 // ================================================================================================
-// The case framework. A case declares its buffers (slots) with their roles and fresh random
-// contents, launches its op through an op table, and checks the outputs against its double
-// reference. The same slots run on the CPU backend and, when there is one, the CUDA backend.
+// The case framework (tests/op_case.hpp): a case declares its buffers (slots) with their roles and
+// fresh random contents, launches its op through an op table, and checks the outputs against its
+// double reference. The same slots run on the CPU backend and, when there is one, the CUDA backend.
 // ================================================================================================
-
-enum class Role { In, Out, InOut };
-
-struct Slot {
-  std::string name;
-  Role role = Role::In;
-  bool present = true;         // false: the op gets a null pointer here
-  std::vector<float> host;     // contents for In / InOut; the size for Out
-  double cuda_tol = 0.0;       // tolerance of CUDA vs CPU for Out / InOut
-  bool compare = true;         // false for workspaces whose contents are not part of the contract
-  bool compare_delta = false;  // compare (out − initial) instead of out (optimizer parameters)
-};
-
-Slot input_slot(std::string name, std::vector<float> v) { return Slot{std::move(name), Role::In, true, std::move(v)}; }
-Slot null_slot(std::string name) { return Slot{std::move(name), Role::In, false, {}}; }
-Slot output_slot(std::string name, std::size_t n, double tol) {
-  return Slot{std::move(name), Role::Out, true, std::vector<float>(n), tol};
-}
-Slot inout_slot(std::string name, std::vector<float> v, double tol) {
-  return Slot{std::move(name), Role::InOut, true, std::move(v), tol};
-}
-
-class OpCase {
- public:
-  virtual ~OpCase() = default;
-  virtual std::string name() const = 0;
-  virtual bool tf32() const { return false; }
-  // Kernel variants (Context::variant) the CUDA backend has for this op; each must match the CPU.
-  virtual std::vector<int> variants() const { return {0}; }
-  virtual std::vector<Slot> make_slots(std::uint32_t seed) const = 0;
-  // Per slot, the magnitude (sum of absolute terms) behind each output value, for outputs that are
-  // sums (see normalized_error); an empty vector where the plain norm is the right scale.
-  virtual std::vector<std::vector<double>> magnitudes(const std::vector<Slot>& slots) const {
-    return std::vector<std::vector<double>>(slots.size());
-  }
-  virtual void launch(const OpTable& t, const Context& ctx, const std::vector<float*>& p) const = 0;
-  // Called with the slots as made and the CPU backend's values of every slot after the op.
-  virtual void check_reference(const std::vector<Slot>& slots, const std::vector<std::vector<float>>& after) const = 0;
-};
-
-// The test parameter: a shared case, printed by name in gtest's messages.
-class CasePtr {
- public:
-  template <class T>
-  CasePtr(std::shared_ptr<T> c) : c_(std::move(c)) {}  // NOLINT: implicit, so make_shared results convert
-  const OpCase& operator*() const { return *c_; }
-  const OpCase* operator->() const { return c_.get(); }
-  friend void PrintTo(const CasePtr& c, std::ostream* os) { *os << c->name(); }
-
- private:
-  std::shared_ptr<const OpCase> c_;
-};
-
-// Runs the case on a backend: allocates every present slot between guards, uploads inputs,
-// poisons outputs with NaN, launches, and returns every slot's contents afterwards.
-std::vector<std::vector<float>> run_on(Backend& be, const OpCase& c, const std::vector<Slot>& slots,
-                                       int variant = 0) {
-  std::vector<DeviceBuffer> bufs;
-  std::vector<float*> ptrs;
-  bufs.reserve(slots.size());
-  for (const Slot& s : slots) {
-    if (!s.present) {
-      ptrs.push_back(nullptr);
-      bufs.emplace_back(be, 0);
-      continue;
-    }
-    bufs.emplace_back(be, s.host.size());
-    if (s.role == Role::Out) bufs.back().poison();
-    else bufs.back().upload(s.host);
-    ptrs.push_back(bufs.back().data());
-  }
-  be.ctx().tf32 = c.tf32();
-  be.ctx().variant = variant;
-  c.launch(be.ops(), be.ctx(), ptrs);
-  be.synchronize();
-  std::vector<std::vector<float>> after;
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    after.push_back(slots[i].present ? bufs[i].download() : std::vector<float>{});
-    EXPECT_TRUE(bufs[i].guards_intact()) << device_name(be.device()) << " " << c.name() << " variant " << variant
-                                         << ": write out of bounds of " << slots[i].name;
-  }
-  return after;
-}
-
-std::uint32_t case_seed(const OpCase& c) { return seed_from(c.name()); }
-
-// Every measured error is also recorded as a test property (see --gtest_output=json), which is
-// how the tolerances above were sized and how they can be re-checked on a new device.
-void record_error(const std::string& key, double err) {
-  std::ostringstream os;
-  os << err;
-  ::testing::Test::RecordProperty(key, os.str());
-}
-
-// Expects got ≈ want by normalised error (with the magnitude denominator when one is given).
-void expect_close(const std::string& what, std::span<const float> got, std::span<const double> want, double tol,
-                  std::span<const double> magnitude = {}) {
-  const double err = normalized_error(got, want, magnitude);
-  record_error("ref_err " + what, err);
-  EXPECT_LE(err, tol) << what << ": " << fmt_err(err, tol) << ", max abs " << max_abs_error(got, want)
-                      << ", non-finite " << count_nonfinite(got);
-}
 
 class OpsTest : public ::testing::TestWithParam<CasePtr> {};
 
-TEST_P(OpsTest, CpuMatchesDoubleReference) {
-  const OpCase& c = *GetParam();
-  const auto slots = c.make_slots(case_seed(c));
-  Backend cpu(Device::CPU);
-  const auto after = run_on(cpu, c, slots);
-  c.check_reference(slots, after);
-}
+TEST_P(OpsTest, CpuMatchesDoubleReference) { expect_cpu_matches_reference(*GetParam()); }
 
 TEST_P(OpsTest, CudaMatchesCpu) {
   CUAE_SKIP_WITHOUT_GPU();
-  const OpCase& c = *GetParam();
-  const auto slots = c.make_slots(case_seed(c));
-  Backend cpu(Device::CPU);
-  Backend gpu(Device::CUDA);
-  const auto want = run_on(cpu, c, slots);
-  // Denominators: the case's magnitudes, plus |initial| for an accumulated output (out = init + new).
-  std::vector<std::vector<double>> mags = c.magnitudes(slots);
-  for (std::size_t i = 0; i < slots.size(); ++i) {
-    if (slots[i].role != Role::InOut || slots[i].compare_delta) continue;
-    mags[i].resize(slots[i].host.size(), 0.0);
-    for (std::size_t e = 0; e < mags[i].size(); ++e) mags[i][e] += std::abs(slots[i].host[e]);
-  }
-  for (int variant : c.variants()) {
-    const auto got = run_on(gpu, c, slots, variant);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      const Slot& s = slots[i];
-      if (s.role == Role::In || !s.present || !s.compare) continue;
-      double err;
-      if (s.compare_delta) {
-        std::vector<float> dg(s.host.size()), dw(s.host.size());
-        for (std::size_t e = 0; e < s.host.size(); ++e) {
-          dg[e] = static_cast<float>(static_cast<double>(got[i][e]) - s.host[e]);
-          dw[e] = static_cast<float>(static_cast<double>(want[i][e]) - s.host[e]);
-        }
-        err = count_nonfinite(got[i]) ? INFINITY : normalized_error(dg, dw);
-      } else {
-        err = normalized_error(got[i], want[i], mags[i]);
-      }
-      record_error("cuda_err " + s.name + " variant " + std::to_string(variant), err);
-      EXPECT_LE(err, s.cuda_tol) << c.name() << " variant " << variant << " output " << s.name << ": "
-                                 << fmt_err(err, s.cuda_tol) << ", max abs " << max_abs_error(got[i], want[i])
-                                 << ", non-finite " << count_nonfinite(got[i]);
-    }
-  }
+  expect_cuda_matches_cpu(*GetParam());
 }
-
-std::string case_name(const ::testing::TestParamInfo<CasePtr>& info) { return info.param->name(); }
 
 // ================================================================================================
 // Shapes. Every dimension takes each of 1, 7, 33, 100 and 257 (off every power-of-two tile); one
@@ -755,17 +568,8 @@ std::vector<CasePtr> activation_backward_cases() {
 // ---- gather_rows ---------------------------------------------------------------------------
 
 // The index buffer is int32; the slots hold floats, so the indices travel as their bit patterns
-// in a float slot (every copy in the framework is bitwise) and launch() reinterprets the pointer.
-float int_bits(std::int32_t v) {
-  float f;
-  std::memcpy(&f, &v, sizeof f);
-  return f;
-}
-std::int32_t bits_int(float f) {
-  std::int32_t v;
-  std::memcpy(&v, &f, sizeof v);
-  return v;
-}
+// (int_bits, tests/op_case.hpp) in a float slot (every copy in the framework is bitwise) and
+// launch() reinterprets the pointer.
 
 class GatherRowsCase : public OpCase {
  public:
@@ -1083,19 +887,6 @@ struct DenseGradParam {
 
 class OpsGradDense : public ::testing::TestWithParam<DenseGradParam> {};
 
-// Expects a gradient check to have compared points, found them all within tolerance, and skipped
-// no more than kMaxKinkFraction of them as kinks.
-void expect_grad_ok(const std::string& what, const GradCheckResult& r) {
-  record_error("grad_worst " + what, r.worst);
-  record_error("grad_kinks " + what, static_cast<double>(r.kinks));
-  EXPECT_GT(r.checked, 0u) << what << ": no point compared";
-  EXPECT_EQ(r.failures, 0u) << what << ": " << r.failures << " of " << r.checked << " points off (worst rel err "
-                            << r.worst << " at " << r.worst_index << ", floor " << r.floor << ")\n"
-                            << r.report;
-  EXPECT_LE(static_cast<double>(r.kinks), kMaxKinkFraction * static_cast<double>(r.checked + r.kinks))
-      << what << ": " << r.kinks << " kink points skipped of " << (r.checked + r.kinks);
-}
-
 TEST_P(OpsGradDense, BackwardMatchesFiniteDifferences) {
   const DenseGradParam& g = GetParam();
   const int m = g.s.m, n = g.s.n, k = g.s.k;
@@ -1183,9 +974,7 @@ TEST_P(OpsGradDense, BackwardMatchesFiniteDifferences) {
     };
   }
 
-  GradCheckOptions opt;
-  opt.step = kGradStep;
-  opt.rel_tol = kGradRelTol;
+  const GradCheckOptions opt = grad_options();
   constexpr std::size_t kPoints = 96;  // per tensor; all of them when the tensor is smaller
   expect_grad_ok(tag + " dx", check_gradient(L, xd, dx, sample_indices(xd.size(), kPoints, seed + 11), x_kink, opt));
   expect_grad_ok(tag + " dw", check_gradient(L, wd, dw, sample_indices(wd.size(), kPoints, seed + 12), w_kink, opt));
@@ -1241,9 +1030,7 @@ TEST_P(OpsGradActivation, BackwardMatchesFiniteDifferences) {
   };
   std::function<bool(std::size_t, double)> kink;
   if (act_has_kink(act)) kink = [&](std::size_t i, double h) { return std::abs(static_cast<double>(z[i])) <= 2.0 * h; };
-  GradCheckOptions opt;
-  opt.step = kGradStep;
-  opt.rel_tol = kGradRelTol;
+  const GradCheckOptions opt = grad_options();
   expect_grad_ok(std::string(act_name(act)) + " dx", check_gradient(L, zd, dx, sample_indices(n, n, seed), kink, opt));
 }
 
@@ -1285,9 +1072,7 @@ TEST_P(OpsGradLoss, GradientMatchesFiniteDifferences) {
   std::function<bool(std::size_t, double)> kink;
   if (kind == LossKind::L1)  // |p − t| has its kink at p = t
     kink = [&](std::size_t i, double h) { return std::abs(pd[i] - static_cast<double>(target[i])) <= 2.0 * h; };
-  GradCheckOptions opt;
-  opt.step = kGradStep;
-  opt.rel_tol = kGradRelTol;
+  const GradCheckOptions opt = grad_options();
   expect_grad_ok(tag + " grad", check_gradient(L, pd, grad, sample_indices(pd.size(), 200, seed + 1), kink, opt));
 }
 
@@ -1329,11 +1114,6 @@ INSTANTIATE_TEST_SUITE_P(Optimizer, OpsOptimizerSteps, ::testing::ValuesIn(kOptC
 // ================================================================================================
 // Argument validation: both backends reject the same bad calls with cuae::Error.
 // ================================================================================================
-
-struct BadCall {
-  std::string what;
-  std::function<void(const OpTable&, const Context&, float*)> call;  // float* = a valid buffer
-};
 
 std::vector<BadCall> bad_calls() {
   auto dense = [](float* buf) {
@@ -1542,26 +1322,11 @@ std::vector<BadCall> bad_calls() {
   return calls;
 }
 
-void expect_rejects_bad_calls(Device device) {
-  Backend be(device);
-  DeviceBuffer buf(be, 256);
-  for (const BadCall& bc : bad_calls()) {
-    EXPECT_THROW(
-        {
-          bc.call(be.ops(), be.ctx(), buf.data());
-          be.synchronize();
-        },
-        cuae::Error)
-        << device_name(device) << ": " << bc.what;
-  }
-  EXPECT_TRUE(buf.guards_intact()) << device_name(device) << ": a rejected call wrote out of bounds";
-}
-
-TEST(OpsValidation, CpuRejectsBadArguments) { expect_rejects_bad_calls(Device::CPU); }
+TEST(OpsValidation, CpuRejectsBadArguments) { expect_rejects_bad_calls(Device::CPU, bad_calls()); }
 
 TEST(OpsValidation, CudaRejectsBadArguments) {
   CUAE_SKIP_WITHOUT_GPU();
-  expect_rejects_bad_calls(Device::CUDA);
+  expect_rejects_bad_calls(Device::CUDA, bad_calls());
 }
 
 // A valid call must not throw: the other side of the bad calls above, with the same helpers.

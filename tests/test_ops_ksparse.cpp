@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -40,6 +39,7 @@
 #include "cuae/error.hpp"
 #include "host/runtime/backend.hpp"
 #include "kernels/ops.hpp"
+#include "op_case.hpp"
 
 namespace {
 
@@ -47,22 +47,8 @@ using namespace cuae;
 using namespace cuae::kern;
 using namespace cuae::test;
 
-std::uint32_t float_bits(float f) {
-  std::uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-float bits_float(std::uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-// The index buffers are int32 and a DeviceBuffer holds floats: indices travel as bit patterns.
-std::int32_t bits_int(float f) {
-  std::int32_t v;
-  std::memcpy(&v, &f, sizeof v);
-  return v;
-}
+// The index buffers are int32 and a DeviceBuffer holds floats: indices travel as bit patterns
+// (float_bits, bits_float, bits_int: tests/op_case.hpp).
 
 // ================================================================================================
 // Inputs
@@ -670,9 +656,7 @@ TEST(KSparseGrad, BackwardMatchesFiniteDifferences) {
       }
       return false;
     };
-    GradCheckOptions opt;
-    opt.step = 1e-4;
-    opt.rel_tol = 1e-5;
+    const GradCheckOptions opt = grad_options();
     const std::vector<std::size_t> idx = sample_indices(mn, 300, seed + 2);
     const GradCheckResult res = check_gradient(loss, x, analytic, idx, near_kink, opt);
     EXPECT_EQ(res.failures, 0u) << res.report;
@@ -684,11 +668,6 @@ TEST(KSparseGrad, BackwardMatchesFiniteDifferences) {
 // ================================================================================================
 // Validation: both backends reject the same bad arguments, before touching memory.
 // ================================================================================================
-
-struct BadCall {
-  std::string what;
-  std::function<void(const OpTable&, const Context&, float*)> call;
-};
 
 // b points at 256 valid floats: x = b, y = b + 64, index = b + 128 (int32), dy = b, dx = b + 64.
 KSparse fwd(float* b) {
@@ -748,25 +727,6 @@ std::vector<BadCall> bad_calls() {
   return calls;
 }
 
-void expect_rejects_bad_calls(Device device) {
-  Backend be(device);
-  DeviceBuffer buf(be, 256);
-  buf.fill(0.5f);
-  for (const BadCall& bc : bad_calls()) {
-    EXPECT_THROW(
-        {
-          bc.call(be.ops(), be.ctx(), buf.data());
-          be.synchronize();
-        },
-        cuae::Error)
-        << device_name(device) << ": " << bc.what;
-  }
-  EXPECT_TRUE(buf.guards_intact()) << device_name(device) << ": a rejected call wrote out of bounds";
-  const std::vector<float> after = buf.download();
-  EXPECT_TRUE(std::all_of(after.begin(), after.end(), [](float v) { return v == 0.5f; }))
-      << device_name(device) << ": a rejected call wrote to its buffers";
-}
-
 // The valid call the bad ones were edited from must pass, or the rejections above prove nothing.
 void expect_accepts_base_calls(Device device) {
   Backend be(device);
@@ -779,12 +739,17 @@ void expect_accepts_base_calls(Device device) {
   }) << device_name(device);
 }
 
-TEST(KSparseValidation, CpuRejectsBadArguments) { expect_rejects_bad_calls(Device::CPU); }
+// Rejected calls touch no memory: the buffer keeps its contents.
+const std::vector<float> kValidationFill(256, 0.5f);
+
+TEST(KSparseValidation, CpuRejectsBadArguments) {
+  expect_rejects_bad_calls(Device::CPU, bad_calls(), kValidationFill);
+}
 TEST(KSparseValidation, CpuAcceptsTheValidBase) { expect_accepts_base_calls(Device::CPU); }
 
 TEST(KSparseValidation, CudaRejectsBadArguments) {
   CUAE_SKIP_WITHOUT_GPU();
-  expect_rejects_bad_calls(Device::CUDA);
+  expect_rejects_bad_calls(Device::CUDA, bad_calls(), kValidationFill);
 }
 TEST(KSparseValidation, CudaAcceptsTheValidBase) {
   CUAE_SKIP_WITHOUT_GPU();
