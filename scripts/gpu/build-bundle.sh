@@ -3,13 +3,18 @@
 # that can be carried there: build-gpu/ (binaries, ctest files, and every non-system shared
 # library they need). Run on the build machine from the repository root. See scripts/gpu/README.md.
 #
-#   scripts/gpu/build-bundle.sh [--use-target-cuda] [--no-pack] [--budget-mib N] [--jobs N]
-#                               [--arch 90] [--skip-build]
+#   scripts/gpu/build-bundle.sh [--use-target-cuda] [--no-pack] [--strip] [--budget-mib N]
+#                               [--jobs N] [--arch 90] [--skip-build] [--with-data]
 #
 #   --use-target-cuda  bundle no CUDA library at all (not even cudart); run-all.sh finds them there
-#   --no-pack          leave the libraries as build-gpu/lib/ instead of build-gpu/lib.tar.xz
-#   --budget-mib N     size limit for build-gpu/ (default 48: the device carries 64 MiB in all,
-#                      the source tree included)
+#   --no-pack          leave everything unpacked (build-gpu/lib/, the programs) instead of packing
+#                      it into build-gpu/lib.tar.xz and build-gpu/programs.tar.xz; this does not
+#                      fit the budget, it is for looking at or running the bundle on this machine
+#   --strip            strip the staged programs and libcuae (strip --strip-unneeded). Not needed
+#                      to fit: packed, the symbols cost about 1 MiB in all, and they give
+#                      compute-sanitizer and gdb backtraces function names
+#   --budget-mib N     size limit for build-gpu/ (default 48: what can be carried to the GPU
+#                      machine is limited to 64 MiB in all, the source tree included)
 #   --jobs N           parallel compile jobs (default 2)
 #   --arch A           CMAKE_CUDA_ARCHITECTURES (default 90)
 #   --skip-build       restage from the existing build tree without building
@@ -18,13 +23,19 @@
 #
 # Layout produced:
 #   build-gpu-obj/          the CMake build tree (incremental; never carried)
-#   build-gpu/              what is carried: tests/, bench/, the cli, libcuae.so.0, the ctest files
-#     lib.tar.xz | lib/     Debian libraries (OpenBLAS, LAPACK, gfortran, gomp, png, z, toml++,
+#   build-gpu/              what is carried:
+#     programs.tar.xz       tests/, bench/, the cli, libcuae.so.0 and the ctest files, packed
+#                           together (every program links the engine statically, so xz stores
+#                           the engine about once: ~45 MiB of programs pack to ~3 MiB)
+#     lib.tar.xz            Debian libraries (OpenBLAS, LAPACK, gfortran, gomp, png, z, toml++,
 #                           benchmark, ...) and libcudart; lib/compat/ libstdc++ and libgcc_s (used
 #                           only if the target's are too old); lib/fallback/ the 130 KB cuDNN loader
 #                           (used only if the target has no cuDNN, so the programs still start)
+#     data/fashion-mnist/   with --with-data: the four gzip'd IDX files (already compressed)
 #     bundle.env            where it was built, the commit, what the target must provide
-#     bundle-sizes.txt      sizes of everything staged
+#     bundle-sizes.txt      sizes of everything staged, then of what is carried
+#   run-all.sh unpacks both archives in place (into the layout --no-pack leaves) before it runs
+#   anything.
 #
 # cuBLAS/cuBLASLt are never bundled by default: libcublasLt alone is ~540 MB. The GPU machine's
 # CUDA toolkit or PyTorch's wheels (site-packages/nvidia/...) provide them and cuDNN; run-all.sh
@@ -33,6 +44,7 @@ set -euo pipefail
 
 use_target_cuda=0
 pack=1
+strip_programs=0
 budget_mib=48
 with_data=0
 jobs=2
@@ -42,12 +54,13 @@ while (($#)); do
   case "$1" in
     --use-target-cuda) use_target_cuda=1 ;;
     --no-pack) pack=0 ;;
+    --strip) strip_programs=1 ;;
     --budget-mib) budget_mib="$2"; shift ;;
     --with-data) with_data=1; budget_mib=$((budget_mib > 60 ? budget_mib : 60)) ;;
     --jobs) jobs="$2"; shift ;;
     --arch) arch="$2"; shift ;;
     --skip-build) skip_build=1 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "build-bundle: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -82,8 +95,9 @@ rm -rf "$out"
 mkdir -p "$out/lib"
 is_elf() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = '177ELF' ]; }
 
+# (install-check/ is what the Install test leaves when ctest ran in the build tree: not carried.)
 mapfile -t elves < <(cd "$obj" && find . -path ./CMakeFiles -prune -o -path '*/CMakeFiles' -prune -o \
-  -type f -perm -u+x -print | sed 's|^\./||' | sort)
+  -path '*/install-check' -prune -o -type f -perm -u+x -print | sed 's|^\./||' | sort)
 staged=()
 for rel in "${elves[@]}"; do
   is_elf "$obj/$rel" || continue
@@ -98,6 +112,11 @@ if [ -e "$obj/libcuae.so" ]; then
   soname=$(objdump -p "$real" | awk '/SONAME/ {print $2}')
   cp -L "$real" "$out/${soname:-libcuae.so}"
   staged+=("$out/${soname:-libcuae.so}")
+fi
+# --strip: the copies only (the build tree keeps its symbols). --strip-unneeded keeps what the
+# loader needs (.dynsym); the ctest files do not depend on the binaries' bytes.
+if ((strip_programs)); then
+  for f in "${staged[@]}"; do strip --strip-unneeded "$f"; done
 fi
 
 # ctest's files name the build tree by absolute path: rewrite it to the staged folder here;
@@ -206,15 +225,38 @@ fi
 # ---- sizes, manifest, packing ------------------------------------------------------------------
 {
   echo "# bytes  path (staged, before packing)"
-  (cd "$out" && find . -type f -printf '%s  %p\n' | sort -rn)
+  (cd "$out" && find . -type f ! -name bundle-sizes.txt -printf '%s  %p\n' | sort -rn)
 } > "$out/bundle-sizes.txt"
 unpacked=$(du -sb "$out" | cut -f1)
 
+# Two archives, unpacked in place by run-all.sh: lib.tar.xz (the libraries) and programs.tar.xz
+# (everything else but data/: the programs, libcuae and the ctest files). The programs are packed
+# in one stream with one xz block (-T1) whose 64 MiB dictionary (-9) spans them all, so the
+# engine, which every program links statically, is stored about once.
+pack_tar() {  # $1 = archive, $2 = xz options, then paths relative to $out
+  local archive=$1 opts=$2
+  shift 2
+  # shellcheck disable=SC2086
+  tar -C "$out" --sort=name --owner=0 --group=0 --numeric-owner -cf - "$@" | xz $opts > "$out/$archive"
+}
 if ((pack)); then
-  tar -C "$out" -cf - lib | xz -6 -T"$jobs" > "$out/lib.tar.xz"
-  rm -rf "$out/lib"
+  pack_tar lib.tar.xz "-6 -T$jobs" lib
+  rm -rf "${out:?}/lib"
+  mapfile -t programs < <(cd "$out" && find . -mindepth 1 -maxdepth 1 ! -name lib ! -name data \
+    ! -name bundle-sizes.txt ! -name '*.tar.xz' -printf '%P\n' | sort)
+  if ((${#programs[@]})); then
+    pack_tar programs.tar.xz "-9 -T1" "${programs[@]}"
+    (cd "$out" && rm -rf -- "${programs[@]}")
+  fi
 fi
+{
+  echo
+  echo "# bytes  path (carried)"
+  (cd "$out" && find . -type f ! -name bundle-sizes.txt -printf '%s  %p\n' | sort -rn)
+} >> "$out/bundle-sizes.txt"
 
+packs=()
+for f in "$out"/*.tar.xz; do [ -f "$f" ] && packs+=("$(basename "$f")"); done
 commit=$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -c1)
 {
@@ -227,16 +269,29 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | hea
   echo "BUNDLE_CUDA='$("$cuda_home/bin/nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')'"
   echo "BUNDLE_ARCH='$arch'"
   echo "BUNDLE_PACKED=$pack"
+  echo "BUNDLE_PACKS='${packs[*]}'"
+  echo "BUNDLE_STRIPPED=$strip_programs"
   echo "BUNDLE_TARGET_LIBS='${target_libs[*]}'"
 } > "$out/bundle.env"
 
 total=$(du -sb "$out" | cut -f1)
+# The source tree travels too (tracked files and untracked ones git does not ignore).
+src_bytes=$(cd "$root" && git ls-files -co --exclude-standard -z 2>/dev/null \
+  | du -cb --files0-from=- 2>/dev/null | tail -n 1 | cut -f1 || true)
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 echo "build-bundle: staged ${#staged[@]} programs/libraries into $out"
 echo "  unpacked:            $(mib "$unpacked")"
-echo "  carried (build-gpu): $(mib "$total")$( ((pack)) && echo " (libraries packed as lib.tar.xz)")"
+if ((pack)); then
+  echo "  carried (build-gpu): $(mib "$total") (budget $budget_mib MiB)"
+  for f in "$out"/*.tar.xz; do printf '    %-20s %s\n' "$(basename "$f")" "$(mib "$(stat -c %s "$f")")"; done
+  [ -d "$out/data" ] && printf '    %-20s %s\n' data/ "$(mib "$(du -sb "$out/data" | cut -f1)")"
+else
+  echo "  carried (build-gpu): $(mib "$total") (budget $budget_mib MiB; unpacked: --no-pack)"
+fi
+[ -n "$src_bytes" ] && echo "  with the source tree: $(mib $((total + src_bytes))) (source $(mib "$src_bytes"))"
+echo "  symbols:             $( ((strip_programs)) && echo stripped || echo kept)"
 echo "  target must provide: ${target_libs[*]:-nothing}"
-echo "  largest files:"
+echo "  largest files (unpacked):"
 sed -n '2,9p' "$out/bundle-sizes.txt" | awk '{ printf "    %8.1f MiB  %s\n", $1 / 1048576, $2 }'
 if ((total > budget_bytes)); then
   echo "build-bundle: build-gpu/ is $(mib "$total"), over the $budget_mib MiB budget" >&2

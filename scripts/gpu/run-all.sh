@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Runs cuae's tests, a compute-sanitizer pass and the benchmarks ON the GPU machine, from the
 # repository root, using the build-gpu/ folder that scripts/gpu/build-bundle.sh staged elsewhere.
+# It first unpacks build-gpu/lib.tar.xz and build-gpu/programs.tar.xz in place (once per bundle),
+# so afterwards build-gpu/ is an ordinary tree: ctest --test-dir build-gpu works by hand too.
 # See scripts/gpu/README.md.
 #
 # Environment:
 #   OUT               folder for logs and results (default ./gpu-out); the files written:
 #                     system.txt run-all.log ctest.log ctest-junit.xml sanitizer.log, and per
-#                     benchmark program <program>.txt and <program>.json (bench_ops,
-#                     bench_regularizers: 9 files in all)
-#   STEPS             which steps, in order (default "tests sanitizer bench")
+#                     benchmark program <program>.txt (its console table and messages) and
+#                     <program>.json (Google Benchmark JSON): bench_ops.*, bench_regularizers.*
+#   STEPS             which steps, in order (default "tests sanitizer bench"); "unpack" runs none:
+#                     it only unpacks build-gpu/ and points it here, for running programs by hand
 #   CTEST_ARGS        extra ctest arguments (e.g. "-R Cuda")
 #   CTEST_EXCLUDE     ctest -E regex (default "^Install\." : the install test needs the whole build
 #                     tree, which stays on the build machine; set it empty to run everything)
@@ -40,16 +43,31 @@ die() { log "error: $*"; exit 100; }
 . "$b/bundle.env"
 log "bundle: commit $BUNDLE_COMMIT, built $BUNDLE_DATE with CUDA $BUNDLE_CUDA for sm_$BUNDLE_ARCH"
 
-# ---- libraries ---------------------------------------------------------------------------------
-if [ ! -d "$b/lib" ]; then
-  [ -f "$b/lib.tar.xz" ] || die "build-gpu has neither lib/ nor lib.tar.xz"
-  log "unpacking lib.tar.xz"
-  if ! tar -C "$b" -xJf "$b/lib.tar.xz" 2>>"$runlog"; then
-    # No xz on the machine: Python's lzma does the same.
-    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$b/lib.tar.xz" "$b" \
-      || die "cannot unpack lib.tar.xz (no xz, no python3)"
-  fi
+# ---- unpacking ---------------------------------------------------------------------------------
+# build-bundle.sh packs the libraries (lib.tar.xz) and the programs with libcuae and the ctest
+# files (programs.tar.xz). Both are unpacked in place, once per bundle: build-gpu/.unpacked names
+# the bundle last unpacked here, so a newly carried bundle is unpacked afresh.
+unpack() {  # $1 = archive under build-gpu
+  log "unpacking $1"
+  tar -C "$b" -xJf "$b/$1" 2>>"$runlog" && return 0
+  # No xz on the machine: Python's lzma does the same.
+  python3 -c 'import sys, tarfile
+kw = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+tarfile.open(sys.argv[1]).extractall(sys.argv[2], **kw)' "$b/$1" "$b" 2>>"$runlog"
+}
+stamp="$BUNDLE_COMMIT $BUNDLE_DATE"
+packs=()
+for f in "$b"/*.tar.xz; do [ -f "$f" ] && packs+=("$(basename "$f")"); done
+if ((${#packs[@]})) && [ "$(cat "$b/.unpacked" 2>/dev/null)" != "$stamp" ]; then
+  rm -rf "${b:?}/lib" "$b/.ctest-root"
+  for p in "${packs[@]}"; do
+    unpack "$p" || die "cannot unpack $p (no xz, no python3)"
+  done
+  echo "$stamp" > "$b/.unpacked"
 fi
+for p in ${BUNDLE_PACKS:-}; do [ -f "$b/$p" ] || die "build-gpu/$p is missing (bundle.env lists it): carry all of build-gpu/"; done
+[ -d "$b/lib" ] || die "build-gpu has neither lib/ nor lib.tar.xz"
+[ -f "$b/CTestTestfile.cmake" ] || die "build-gpu has no ctest files (neither unpacked nor programs.tar.xz)"
 
 # Folders that may hold the CUDA libraries the bundle left to this machine: the toolkit, then the
 # Python wheels (nvidia-cublas, nvidia-cudnn-cu13 ...: site-packages/nvidia/<pkg>/lib, or the
@@ -116,10 +134,16 @@ fi
 
 # ---- paths baked in at build time ---------------------------------------------------------------
 # ctest's files name build-gpu by its absolute path on the build machine: point them here.
-if [ "$BUNDLE_OUT" != "$b" ]; then
+# build-gpu/.ctest-root remembers where they point now, so a second run rewrites nothing.
+ctest_root=$(cat "$b/.ctest-root" 2>/dev/null || printf '%s' "$BUNDLE_OUT")
+if [ "$ctest_root" != "$b" ]; then
+  from=$(printf '%s' "$ctest_root" | sed 's/[][\\.*^$|]/\\&/g')
+  to=$(printf '%s' "$b" | sed 's/[\\&|]/\\&/g')
   while IFS= read -r f; do
-    sed -i "s|$BUNDLE_OUT|$b|g" "$f"
+    sed -i "s|$from|$to|g" "$f"
   done < <(find "$b" \( -name CTestTestfile.cmake -o -name '*_include.cmake' -o -name '*_tests.cmake' \) -type f)
+  printf '%s\n' "$b" > "$b/.ctest-root"
+  log "ctest files now point at $b"
 fi
 # The test programs were compiled with the build machine's source and build folders. Offer them
 # here too: environment variables for code that reads them, and (best effort) links at the old
@@ -154,9 +178,9 @@ step_tests() {
   log "step tests"
   local rc=0
   if command -v ctest >/dev/null 2>&1; then
-    # shellcheck disable=SC2086
     local exclude=()
     [ -n "${CTEST_EXCLUDE-^Install\.}" ] && exclude=(-E "${CTEST_EXCLUDE-^Install\.}")
+    # shellcheck disable=SC2086
     ctest --test-dir "$b" --output-on-failure --timeout 600 -j "${CTEST_JOBS:-4}" "${exclude[@]}" \
       --output-junit "$OUT/ctest-junit.xml" ${CTEST_ARGS:-} > "$OUT/ctest.log" 2>&1 || rc=$?
   else
@@ -229,6 +253,7 @@ for step in $STEPS; do
     tests) step_tests || failed=$((failed + 1)) ;;
     sanitizer) step_sanitizer || failed=$((failed + 1)) ;;
     bench) step_bench || failed=$((failed + 1)) ;;
+    unpack) log "build-gpu is unpacked and its ctest files point at $b" ;;
     *) log "unknown step $step"; failed=$((failed + 1)) ;;
   esac
 done
