@@ -136,12 +136,20 @@ TEST(Config, RoundTripsThroughToml) {
   EXPECT_EQ(d.train.max_train, c.train.max_train);
 }
 
-TEST(Config, ShippedConfigsParse) {
-  for (const char* name : {"deep.toml", "deep-relu.toml"}) {
-    const Config c = load_config(std::string(CUAE_SOURCE_DIR) + "/configs/" + name);
+TEST(Config, ShippedConfigsParseAndBuild) {
+  int count = 0;
+  for (const auto& e : fs::directory_iterator(fs::path(CUAE_SOURCE_DIR) / "configs")) {
+    if (e.path().extension() != ".toml") continue;
+    const std::string name = e.path().filename().string();
+    const Config c = load_config(e.path().string());
     EXPECT_EQ(c.model.layers.front(), 784) << name;
-    EXPECT_EQ(c.model.layers.back(), 30) << name;
+    // Both graphs build (the regularizers' layers, k and activations are consistent).
+    EXPECT_NO_THROW(build_deep_autoencoder(c, 8, GraphMode::Train)) << name;
+    EXPECT_NO_THROW(build_deep_autoencoder(c, 8, GraphMode::Infer, 0)) << name;
+    ++count;
   }
+  EXPECT_GE(count, 8);
+  EXPECT_EQ(load_config(std::string(CUAE_SOURCE_DIR) + "/configs/deep.toml").model.layers.back(), 30);
 }
 
 TEST(Pca, RecoversALowRankSubspace) {
