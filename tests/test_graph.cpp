@@ -117,23 +117,37 @@ std::map<std::string, Tensor> as_map(const std::vector<std::pair<std::string, Te
   return m;
 }
 
-TEST(Autodiff, CompositeGraphMatchesFiniteDifferences) {
-  const std::int64_t batch = 5;
-  Composite c = composite_graph(batch);
-  const Tensor xb = Tensor::from(test::uniform(batch * 7, 7, 0.0f, 1.0f), {batch, 7});
-
-  // Plain SGD with lr 1 and no momentum: parameters move by exactly minus their gradient.
+// One plain SGD step with lr 1 and no momentum on batch xb: parameters move by exactly minus their
+// gradient, so before − after is the gradient autodiff computed.
+struct UnitSgdStep {
+  std::map<std::string, Tensor> before, after;
+  float loss = 0.0f;
+};
+UnitSgdStep unit_sgd_step(const Graph& g, const Tensor& xb, std::uint64_t seed) {
   ExecutorOptions to;
   to.training = true;
   to.optimizer.type = OptimizerType::SGD;
   to.optimizer.lr = 1.0f;
   to.optimizer.momentum = 0.0f;
-  to.seed = 3;
-  Executor train(c.g, to);
+  to.seed = seed;
+  Executor train(g, to);
   train.set_input("x", xb);
-  const auto before = as_map(train.parameters());
-  train.train_step();
-  const auto after = as_map(train.parameters());
+  UnitSgdStep r;
+  r.before = as_map(train.parameters());
+  train.train_step();  // step 1
+  r.after = as_map(train.parameters());
+  r.loss = train.last_loss();
+  return r;
+}
+
+TEST(Autodiff, CompositeGraphMatchesFiniteDifferences) {
+  const std::int64_t batch = 5;
+  Composite c = composite_graph(batch);
+  const Tensor xb = Tensor::from(test::uniform(batch * 7, 7, 0.0f, 1.0f), {batch, 7});
+
+  const UnitSgdStep step = unit_sgd_step(c.g, xb, 3);
+  const auto& before = step.before;
+  const auto& after = step.after;
 
   ExecutorOptions eo;
   eo.seed = 3;
@@ -365,18 +379,10 @@ TEST(Autodiff, RegularizedGraphGradientMatchesFiniteDifferences) {
   const std::int64_t batch = 6;
   const Graph g = regularized_graph(batch);
   const Tensor xb = Tensor::from(test::uniform(batch * 9, 21, 0.0f, 1.0f), {batch, 9});
-  ExecutorOptions to;
-  to.training = true;
-  to.optimizer.type = OptimizerType::SGD;
-  to.optimizer.lr = 1.0f;
-  to.optimizer.momentum = 0.0f;
-  to.seed = 5;
-  Executor train(g, to);
-  train.set_input("x", xb);
-  const auto before = as_map(train.parameters());
-  train.train_step();  // step 1
-  const auto after = as_map(train.parameters());
-  const float trained_loss = train.last_loss();
+  const UnitSgdStep step = unit_sgd_step(g, xb, 5);
+  const auto& before = step.before;
+  const auto& after = step.after;
+  const float trained_loss = step.loss;
 
   ExecutorOptions eo;
   eo.seed = 5;
