@@ -55,4 +55,12 @@ const char* penalty_name(PenaltyKind k) {
   return "?";
 }
 
+const char* upsample_name(UpsampleKind k) {
+  switch (k) {
+    case UpsampleKind::Nearest: return "nearest";
+    case UpsampleKind::Bilinear: return "bilinear";
+  }
+  return "?";
+}
+
 }  // namespace cuae::kern

@@ -18,6 +18,9 @@ enum class LossKind : int { MSE = 0, L1, BCEWithLogits };
 enum class OptKind : int { SGD = 0, Adam, AdamW };
 enum class NoiseKind : int { Mask = 0, Gaussian, SaltPepper };
 enum class PenaltyKind : int { L1 = 0, KL };
+enum class UpsampleKind : int { Nearest = 0, Bilinear };
+// What a ConvWorkspace query is asked about.
+enum class ConvPass : int { ConvForward = 0, ConvBackward, DeconvForward, DeconvBackward };
 
 // What an op may use besides its arguments. On the CPU backend every pointer is null. The scratch
 // and workspace are shared by the ops enqueued on this context's stream: a second stream needs a
@@ -29,13 +32,16 @@ struct Context {
   std::size_t workspace_bytes = 0;
   float* scratch = nullptr;        // reduction partials (device), owned by the backend
   std::size_t scratch_floats = 0;
-  bool tf32 = false;               // allow TF32 tensor cores in fp32 GEMMs
+  void* cudnn = nullptr;           // cudnnHandle_t (bound to stream)
+  bool tf32 = false;               // allow TF32 tensor cores in fp32 GEMMs and convolutions
   int variant = 0;                 // kernel variant (0 = production choice); the benchmark sweeps it
 };
 
 // Kernel variants dense_forward/dense_backward have on the CUDA backend (Context::variant <
-// kDenseVariants); the other ops have one.
+// kDenseVariants), and the convolution ops (kConvVariants: 0 production choice, 1 cuDNN only,
+// 2 our direct kernels wherever they exist); the other ops have one.
 constexpr int kDenseVariants = 3;
+constexpr int kConvVariants = 3;
 
 // Y = act(X·Wᵀ + b).  X: [m,k]; W: [n,k] (or [k,n] when w_kn, the tied-decoder layout); b: [n] or
 // null; Y: [m,n]. z receives the pre-activation X·Wᵀ + b when non-null; the backward of GELU needs
@@ -259,6 +265,193 @@ struct ContractivePenalty {
   bool acc_grad_h = false, acc_grad_w = false;
 };
 
+
+// ------------------------------------------------------------------------------------------------
+// Convolutional ops. Activations are NHWC (channels last, the layout Hopper's tensor cores and
+// cuDNN's fastest kernels read), row-major and contiguous; filters are KRSC ([out channels, filter
+// height, filter width, in channels]), so a filter's row is a dense layer's weight row over an
+// im2col patch. Index ints are 32-bit (every tensor < 2^31 values).
+// ------------------------------------------------------------------------------------------------
+
+// The geometry of one 2-D cross-correlation (PyTorch's Conv2d):
+//   x [n, h, w, c]  (*)  filter [k, r, s, c]  ->  y [n, p, q, k]
+//   p = (h + 2·pad_h − dil_h·(r − 1) − 1) / stride_h + 1   (floor), likewise q.
+// A transposed convolution (deconvolution) is described by the convolution it is the transpose of:
+// it maps [n, p, q, k] back to [n, h, w, c] with the same filter, and h, w are given explicitly
+// (h − ((p − 1)·stride_h − 2·pad_h + dil_h·(r − 1) + 1) is PyTorch's output_padding, in
+// [0, max(stride_h, dil_h)) ), so every (h, w) that maps to (p, q) is expressible.
+struct ConvGeom {
+  int n = 0, h = 0, w = 0, c = 0;   // convolution input (deconvolution output)
+  int k = 0, r = 0, s = 0;          // output channels, filter height, filter width
+  int p = 0, q = 0;                 // convolution output (deconvolution input)
+  int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+};
+
+// y = act(conv(x, filter) + b)  (b [k] or null; z receives the pre-activation when non-null, as in
+// DenseForward; GELU's backward needs it). ws: a workspace of at least the bytes ConvWorkspace
+// reports for ConvPass::ConvForward with this geometry (may be null when that is 0).
+struct ConvForward {
+  ConvGeom g;
+  const float* x = nullptr;
+  const float* w = nullptr;
+  const float* b = nullptr;
+  float* y = nullptr;
+  float* z = nullptr;
+  void* ws = nullptr;
+  std::size_t ws_bytes = 0;
+  Act act = Act::Identity;
+  float slope = 0.01f;
+};
+
+// Backward of ConvForward: dz = dy ⊙ act'(·) into the [n,p,q,k] workspace dz, db = Σ_{n,p,q} dz,
+// dw = ∂/∂filter, dx = ∂/∂x (the transposed convolution of dz). Any of dx, dw, db may be null;
+// acc_* add into the destination. y may be null for identity and GELU; z is required for GELU.
+struct ConvBackward {
+  ConvGeom g;
+  const float* dy = nullptr;
+  const float* y = nullptr;
+  const float* z = nullptr;
+  const float* x = nullptr;
+  const float* w = nullptr;
+  float* dz = nullptr;
+  float* dx = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  void* ws = nullptr;
+  std::size_t ws_bytes = 0;
+  bool acc_dx = false, acc_dw = false, acc_db = false;
+  Act act = Act::Identity;
+  float slope = 0.01f;
+};
+
+// Transposed convolution: y [n,h,w,c] = act(convᵀ(x [n,p,q,k], filter [k,r,s,c]) + b [c]), i.e.
+// the data gradient of the convolution g applied to x (PyTorch's ConvTranspose2d with weight
+// [k, c, r, s] permuted to [k, r, s, c]). z and ws as for ConvForward (ConvPass::DeconvForward).
+struct DeconvForward {
+  ConvGeom g;
+  const float* x = nullptr;
+  const float* w = nullptr;
+  const float* b = nullptr;
+  float* y = nullptr;
+  float* z = nullptr;
+  void* ws = nullptr;
+  std::size_t ws_bytes = 0;
+  Act act = Act::Identity;
+  float slope = 0.01f;
+};
+
+// Backward of DeconvForward: dz = dy ⊙ act' ([n,h,w,c] workspace), db = Σ dz over n,h,w,
+// dx [n,p,q,k] = conv(dz, filter) (a forward convolution), dw = ∂/∂filter. Same conventions as
+// ConvBackward (ConvPass::DeconvBackward for the workspace).
+struct DeconvBackward {
+  ConvGeom g;
+  const float* dy = nullptr;
+  const float* y = nullptr;
+  const float* z = nullptr;
+  const float* x = nullptr;
+  const float* w = nullptr;
+  float* dz = nullptr;
+  float* dx = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  void* ws = nullptr;
+  std::size_t ws_bytes = 0;
+  bool acc_dx = false, acc_dw = false, acc_db = false;
+  Act act = Act::Identity;
+  float slope = 0.01f;
+};
+
+// Workspace query: *bytes = the workspace (device memory on CUDA) one call of `pass` with this
+// geometry needs. The executor asks at plan time and places the workspace in its arena. On CUDA the
+// answer also fixes the algorithm the later calls use for this geometry (kept per geometry), so a
+// call must be given at least the bytes it was told.
+struct ConvWorkspace {
+  ConvGeom g;
+  ConvPass pass = ConvPass::ConvForward;
+  std::size_t* bytes = nullptr;
+};
+
+// Pooling geometry over NHWC: x [n, h, w, c] -> y [n, p, q, c], window r×s, stride, zero padding
+// pad (PyTorch: pad <= r/2), p = (h + 2·pad_h − r) / stride_h + 1 (floor), likewise q.
+struct PoolGeom {
+  int n = 0, h = 0, w = 0, c = 0;
+  int p = 0, q = 0;
+  int r = 2, s = 2;
+  int stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;
+};
+
+// Max pooling that records where each maximum came from: index[n,p,q,c] = ih·w + iw of the
+// maximum within image n, channel c (padding never wins; ties go to the first in row-major window
+// order; a NaN wins over any number). index is int32 [n, p, q, c].
+struct MaxPool {
+  PoolGeom g;
+  const float* x = nullptr;
+  float* y = nullptr;
+  std::int32_t* index = nullptr;
+};
+
+// Max unpooling, the scatter of a pooled tensor back to the recorded positions:
+//   y[n, ih, iw, c] (+)= Σ over windows (p, q) with index[n,p,q,c] = ih·w + iw of x[n,p,q,c]
+// (zero where no window points). With x = dy of a MaxPool this is the pool's backward (dx); with x
+// a decoder's feature map it is the unpooling layer's forward. Deterministic (no atomics): each
+// output sums its windows in a fixed order. y [n,h,w,c]; acc adds into y.
+struct MaxUnpool {
+  PoolGeom g;
+  const float* x = nullptr;
+  const std::int32_t* index = nullptr;
+  float* y = nullptr;
+  bool acc = false;
+};
+
+// Backward of the unpooling layer: dx[n,p,q,c] (+)= dy[n, index[n,p,q,c], c] (a gather).
+struct MaxUnpoolBackward {
+  PoolGeom g;
+  const float* dy = nullptr;
+  const std::int32_t* index = nullptr;
+  float* dx = nullptr;
+  bool acc_dx = false;
+};
+
+// Average pooling: y = the window's sum over its divisor, which is r·s when count_include_pad
+// (PyTorch's default; padded zeros count) or the number of in-bounds positions otherwise.
+struct AvgPool {
+  PoolGeom g;
+  const float* x = nullptr;
+  float* y = nullptr;
+  bool count_include_pad = true;
+};
+// dx (+)= the backward of AvgPool (each window's dy spread evenly over its positions;
+// deterministic gather per input position).
+struct AvgPoolBackward {
+  PoolGeom g;
+  const float* dy = nullptr;
+  float* dx = nullptr;
+  bool count_include_pad = true;
+  bool acc_dx = false;
+};
+
+// Upsampling x [n, h, w, c] -> y [n, p, q, c] (any p >= 1, q >= 1), PyTorch's F.interpolate with
+// scale = in/out per axis:
+//   Nearest:  src = min(floor(dst·h/p), h − 1)
+//   Bilinear: align_corners = False, src = max((dst + 0.5)·h/p − 0.5, 0), the two neighbours
+//             floor(src) and min(floor(src) + 1, h − 1) weighted by the fraction.
+// The PoolGeom fields r, s, stride and pad are unused.
+struct Upsample {
+  PoolGeom g;
+  const float* x = nullptr;
+  float* y = nullptr;
+  UpsampleKind kind = UpsampleKind::Nearest;
+};
+// dx [n,h,w,c] (+)= the transpose of Upsample applied to dy [n,p,q,c]; deterministic (each input
+// position gathers from the outputs that read it, in a fixed order).
+struct UpsampleBackward {
+  PoolGeom g;
+  const float* dy = nullptr;
+  float* dx = nullptr;
+  UpsampleKind kind = UpsampleKind::Nearest;
+  bool acc_dx = false;
+};
+
 // name, argument struct. Add an op here, then in both kernels/cpu and kernels/cuda.
 #define CUAE_OP_TABLE(X)              \
   X(dense_forward, DenseForward)      \
@@ -274,7 +467,19 @@ struct ContractivePenalty {
   X(activity_penalty, ActivityPenalty) \
   X(ksparse_forward, KSparse)         \
   X(ksparse_backward, KSparseBackward) \
-  X(contractive_penalty, ContractivePenalty)
+  X(contractive_penalty, ContractivePenalty) \
+  X(conv_workspace, ConvWorkspace)    \
+  X(conv2d_forward, ConvForward)      \
+  X(conv2d_backward, ConvBackward)    \
+  X(deconv2d_forward, DeconvForward)  \
+  X(deconv2d_backward, DeconvBackward) \
+  X(max_pool_forward, MaxPool)        \
+  X(max_unpool, MaxUnpool)            \
+  X(max_unpool_backward, MaxUnpoolBackward) \
+  X(avg_pool_forward, AvgPool)        \
+  X(avg_pool_backward, AvgPoolBackward) \
+  X(upsample_forward, Upsample)       \
+  X(upsample_backward, UpsampleBackward)
 
 #define CUAE_DECLARE_OP(name, A) void name(const Context& ctx, const A& a);
 namespace cpu {
@@ -305,5 +510,6 @@ const char* act_name(Act a);
 const char* loss_name(LossKind k);
 const char* noise_name(NoiseKind k);
 const char* penalty_name(PenaltyKind k);
+const char* upsample_name(UpsampleKind k);
 
 }  // namespace cuae::kern

@@ -25,6 +25,13 @@ Backend::Backend(Device device) : device_(device) {
   cublasLtHandle_t lt = nullptr;
   CUAE_CUBLAS_CHECK(cublasLtCreate(&lt));
   ctx_.blaslt = lt;
+  cudnnHandle_t dnn = nullptr;
+  CUAE_CUDNN_CHECK(cudnnCreate(&dnn));
+  CUAE_CUDNN_CHECK(cudnnSetStream(dnn, stream));
+  ctx_.cudnn = dnn;
+  cudaEvent_t ev = nullptr;
+  CUAE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  event_ = ev;
   CUAE_CUDA_CHECK(cudaMalloc(&ctx_.workspace, kWorkspaceBytes));
   ctx_.workspace_bytes = kWorkspaceBytes;
   void* scratch = nullptr;
@@ -39,6 +46,8 @@ Backend::~Backend() {
   cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream));
   cudaFree(ctx_.scratch);
   cudaFree(ctx_.workspace);
+  cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  cudnnDestroy(static_cast<cudnnHandle_t>(ctx_.cudnn));
   cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.blaslt));
   cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.stream));
 }
@@ -105,6 +114,15 @@ void Backend::memset(void* dst, int value, std::size_t bytes) {
   if (bytes == 0) return;
   if (device_ == Device::CPU) { std::memset(dst, value, bytes); return; }
   CUAE_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(ctx_.stream)));
+}
+
+void Backend::mark() {
+  if (device_ == Device::CUDA)
+    CUAE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), static_cast<cudaStream_t>(ctx_.stream)));
+}
+
+void Backend::wait_mark() {
+  if (device_ == Device::CUDA) CUAE_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
 }
 
 void Backend::synchronize() {

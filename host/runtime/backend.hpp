@@ -40,11 +40,17 @@ class Backend {
   void copy_to_host_async(void* dst, const void* src, std::size_t bytes);
   // Blocks until everything enqueued so far has run.
   void synchronize();
+  // Marks the point reached on the stream so far; wait_mark() blocks until the stream has passed it
+  // (e.g. a host-to-device copy has read its source, so the host buffer may be refilled) without
+  // waiting for work enqueued after the mark.
+  void mark();
+  void wait_mark();
 
  private:
   Device device_;
   const kern::OpTable* ops_;
   kern::Context ctx_;
+  void* event_ = nullptr;  // cudaEvent_t of mark()
 };
 
 }  // namespace cuae
