@@ -7,6 +7,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libopenblas-openmp-dev           # CPU reference GEMM and LAPACK (PCA), OpenMP build
   zlib1g-dev libpng-dev            # gzip'd IDX files, PNG grids
+  libjpeg-dev libstb-dev           # image datasets: JPEG decoding, resampling
   libtomlplusplus-dev              # config files (TOML)
   nlohmann-json3-dev               # safetensors headers (JSON)
   libgtest-dev libbenchmark-dev    # tests, benchmarks

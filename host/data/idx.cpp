@@ -284,6 +284,7 @@ Dataset subset(const Dataset& d, std::int64_t begin, std::int64_t count) {
   if (d.has_labels()) s.labels = d.labels.rows(begin, begin + count);
   s.rows = d.rows;
   s.cols = d.cols;
+  s.channels = d.channels;
   s.name = d.name + "[" + std::to_string(begin) + ":" + std::to_string(begin + count) + "]";
   return s;
 }

@@ -21,7 +21,7 @@ namespace cuae {
 
 // A labelled (or unlabelled) image set held in host memory.
 struct CUAE_API Dataset {
-  // [N, rows*cols] float32 on the CPU. Pixels stored as uint8 are scaled to [0, 1] (value / 255);
+  // [N, rows*cols*channels] float32 on the CPU (channels last: HWC rows). Pixels stored as uint8 are scaled to [0, 1] (value / 255);
   // pixels stored as floating point are kept as stored.
   Tensor images;
   // [N] float32 on the CPU holding the class indices, or a default-constructed Tensor (has_labels()
@@ -29,11 +29,12 @@ struct CUAE_API Dataset {
   Tensor labels;
   int rows = 0;
   int cols = 0;
+  int channels = 1;
   // Human-readable origin, e.g. "fashion-mnist/train" or "fashion-mnist/train[0:1000]".
   std::string name;
 
   std::int64_t size() const { return images.rank() >= 1 ? images.dim(0) : 0; }
-  std::int64_t features() const { return static_cast<std::int64_t>(rows) * cols; }
+  std::int64_t features() const { return static_cast<std::int64_t>(rows) * cols * channels; }
   bool has_labels() const { return labels.rank() == 1; }
 };
 
