@@ -14,6 +14,7 @@
 #include <random>
 
 #include "host/graph/planner.hpp"
+#include "kernels/conv_common.hpp"
 #include "kernels/philox.hpp"
 #include "host/runtime/backend.hpp"
 
@@ -46,6 +47,8 @@ kern::OptKind to_kern(OptimizerType o) { return static_cast<kern::OptKind>(stati
 kern::NoiseKind to_kern(NoiseType n) { return static_cast<kern::NoiseKind>(static_cast<int>(n)); }
 kern::PenaltyKind to_kern(PenaltyType p) { return static_cast<kern::PenaltyKind>(static_cast<int>(p)); }
 
+kern::UpsampleKind to_kern(UpsampleMode m) { return static_cast<kern::UpsampleKind>(static_cast<int>(m)); }
+
 bool is_scalar_op(Graph::OpKind k) {
   return k == Graph::OpKind::Loss || k == Graph::OpKind::ActivityPenalty || k == Graph::OpKind::Contractive;
 }
@@ -70,20 +73,26 @@ struct Executor::Impl {
     std::size_t offset = 0;  // bytes into the arena, floats into the flat/scalar buffers
     bool keep = false;       // live for the whole step (inputs, marked outputs)
   };
-  enum class StepKind { DenseF, DenseB, ActF, ActB, Loss, CorruptF, DropoutF, DropoutB, KSparseF, KSparseB, Penalty, Contractive };
+  enum class StepKind {
+    DenseF, DenseB, ActF, ActB, Loss, CorruptF, DropoutF, DropoutB, KSparseF, KSparseB, Penalty, Contractive,
+    ConvF, ConvB, DeconvF, DeconvB, MaxPoolF, MaxPoolB, UnpoolF, UnpoolB, AvgPoolF, AvgPoolB, UpsampleF, UpsampleB
+  };
   struct Step {
     StepKind kind;
     int node = -1;
     std::vector<int> reads, writes;  // buffer indices
     // DenseB/ActB/Loss: which gradient writes accumulate, in `writes` order.
     std::vector<bool> acc;
-    int ws = -1;                     // Penalty (KL) / Contractive: workspace buffer
+    int ws = -1;                     // Penalty (KL) / Contractive / convolutions: workspace buffer
   };
 
   Graph graph;
   ExecutorOptions opt;
   std::unique_ptr<Backend> be;
   std::vector<Buf> bufs;           // graph values first (same index), then gradients and workspaces
+  // A reshape's output (and its gradient) is the same memory as its input: root[b] is the buffer
+  // that owns b's memory (b itself for every other buffer). Steps refer to roots only.
+  std::vector<int> root;
   std::vector<int> grad_of;        // graph value -> gradient buffer, or -1
   std::vector<Step> steps;
   MemoryReport mem;
@@ -120,9 +129,14 @@ struct Executor::Impl {
     be->free_host(ring);
   }
 
+  int root_of(int b) const {
+    while (b >= 0 && static_cast<std::size_t>(b) < root.size() && root[static_cast<std::size_t>(b)] != b)
+      b = root[static_cast<std::size_t>(b)];
+    return b;
+  }
   float* ptr(int b) const {
     if (b < 0) return nullptr;
-    const Buf& x = bufs[static_cast<std::size_t>(b)];
+    const Buf& x = bufs[static_cast<std::size_t>(root_of(b))];
     switch (x.where) {
       case Where::Arena: return reinterpret_cast<float*>(arena + x.offset);
       case Where::Param: return params + x.offset;
@@ -134,6 +148,7 @@ struct Executor::Impl {
 
   int add_buf(const std::string& name, const Shape& shape, Where where) {
     bufs.push_back({name, shape, shape_numel(shape), where, 0, false});
+    root.push_back(static_cast<int>(bufs.size()) - 1);
     return static_cast<int>(bufs.size()) - 1;
   }
 
@@ -141,13 +156,17 @@ struct Executor::Impl {
   // accumulate (a value used twice), so no gradient is ever zeroed inside a step.
   std::vector<bool> grad_written;
   void write_grad(Step& s, int g) {
+    g = root_of(g);
     auto ug = static_cast<std::size_t>(g);
     if (ug >= grad_written.size()) grad_written.resize(ug + 1, false);
     s.writes.push_back(g);
     s.acc.push_back(grad_written[ug]);
     grad_written[ug] = true;
   }
-  bool has_grad(int g) const { return g >= 0 && static_cast<std::size_t>(g) < grad_written.size() && grad_written[static_cast<std::size_t>(g)]; }
+  bool has_grad(int g) const {
+    g = root_of(g);
+    return g >= 0 && static_cast<std::size_t>(g) < grad_written.size() && grad_written[static_cast<std::size_t>(g)];
+  }
   // m, n, k of a dense node.
   void dense_dims(const Graph::Node& n, int& m, int& out, int& k) const {
     const auto& ws = graph.values()[static_cast<std::size_t>(n.inputs[1])].shape;
@@ -155,6 +174,53 @@ struct Executor::Impl {
     m = static_cast<int>(xs[0]);
     k = static_cast<int>(xs[1]);
     out = static_cast<int>(n.w_transposed ? ws[1] : ws[0]);
+  }
+
+  // The kernel geometry of a Conv/Deconv node (for a Deconv, of the convolution it transposes) and
+  // of a pooling/upsampling node, from the node's input and output shapes.
+  kern::ConvGeom conv_geom(const Graph::Node& n) const {
+    const auto& vals = graph.values();
+    const Shape& xs = vals[static_cast<std::size_t>(n.inputs[0])].shape;
+    const Shape& ws = vals[static_cast<std::size_t>(n.inputs[1])].shape;
+    const Shape& ys = vals[static_cast<std::size_t>(n.outputs[0])].shape;
+    const bool t = n.kind == Graph::OpKind::Deconv;
+    const Shape& big = t ? ys : xs;    // convolution input
+    const Shape& small = t ? xs : ys;  // convolution output
+    kern::ConvGeom g;
+    g.n = static_cast<int>(xs[0]);
+    g.h = static_cast<int>(big[1]), g.w = static_cast<int>(big[2]), g.c = static_cast<int>(big[3]);
+    g.p = static_cast<int>(small[1]), g.q = static_cast<int>(small[2]), g.k = static_cast<int>(small[3]);
+    g.r = static_cast<int>(ws[1]), g.s = static_cast<int>(ws[2]);
+    g.stride_h = n.conv.stride_h, g.stride_w = n.conv.stride_w;
+    g.pad_h = n.conv.pad_h, g.pad_w = n.conv.pad_w;
+    g.dil_h = n.conv.dil_h, g.dil_w = n.conv.dil_w;
+    return g;
+  }
+  kern::PoolGeom pool_geom(const Graph::Node& n) const {
+    const auto& vals = graph.values();
+    // MaxUnpool runs the pool backwards: its output has the pool's input shape.
+    const bool un = n.kind == Graph::OpKind::MaxUnpool;
+    const Shape& xs = vals[static_cast<std::size_t>(un ? n.outputs[0] : n.inputs[0])].shape;
+    const Shape& ys = vals[static_cast<std::size_t>(un ? n.inputs[0] : n.outputs[0])].shape;
+    kern::PoolGeom g;
+    g.n = static_cast<int>(xs[0]);
+    g.h = static_cast<int>(xs[1]), g.w = static_cast<int>(xs[2]), g.c = static_cast<int>(xs[3]);
+    g.p = static_cast<int>(ys[1]), g.q = static_cast<int>(ys[2]);
+    g.r = n.pool.window_h, g.s = n.pool.window_w;
+    g.stride_h = n.pool.stride_h, g.stride_w = n.pool.stride_w;
+    g.pad_h = n.pool.pad_h, g.pad_w = n.pool.pad_w;
+    return g;
+  }
+  // A workspace buffer for one convolution pass, sized by the backend (-1 when none is needed).
+  int conv_ws(const Graph::Node& n, kern::ConvPass pass, const char* what) {
+    std::size_t bytes = 0;
+    kern::ConvWorkspace q;
+    q.g = conv_geom(n);
+    q.pass = pass;
+    q.bytes = &bytes;
+    be->ops().conv_workspace(be->ctx(), q);
+    if (bytes == 0) return -1;
+    return add_buf(n.name + what, Shape{static_cast<std::int64_t>((bytes + 3) / 4)}, Where::Arena);
   }
 
   void compile();
@@ -191,12 +257,24 @@ void Executor::Impl::compile() {
     if (is_scalar_op(n.kind) || n.kind == Graph::OpKind::Corrupt) continue;
     needs_grad[static_cast<std::size_t>(n.outputs[0])] = any;
   }
+  // A reshape is a second name for its input's memory, and so is its gradient.
+  for (const auto& n : nodes) {
+    if (n.kind != Graph::OpKind::Reshape) continue;
+    root[static_cast<std::size_t>(n.outputs[0])] = root_of(n.inputs[0]);
+  }
   if (opt.training) {
     for (std::size_t i = 0; i < values.size(); ++i)
       if (needs_grad[i])
         grad_of[i] = add_buf("grad(" + values[i].name + ")", values[i].shape,
                              values[i].kind == Graph::ValueKind::Param ? Where::Grad : Where::Arena);
+    for (const auto& n : nodes) {
+      if (n.kind != Graph::OpKind::Reshape) continue;
+      const int gy = grad_of[static_cast<std::size_t>(n.outputs[0])];
+      if (gy >= 0) root[static_cast<std::size_t>(gy)] = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
+    }
   }
+  for (std::size_t i = 0; i < bufs.size(); ++i)
+    if (bufs[i].keep) bufs[static_cast<std::size_t>(root_of(static_cast<int>(i)))].keep = true;
 
   // Forward steps in graph order. A loss step also writes its prediction's gradient (fused).
   for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -233,6 +311,30 @@ void Executor::Impl::compile() {
         s.reads = n.inputs;
         s.writes = n.outputs;
         break;
+      case Graph::OpKind::Conv:
+      case Graph::OpKind::Deconv: {
+        const bool t = n.kind == Graph::OpKind::Deconv;
+        s.kind = t ? StepKind::DeconvF : StepKind::ConvF;
+        for (int in : n.inputs)
+          if (in >= 0) s.reads.push_back(in);
+        s.writes = n.outputs;
+        s.ws = conv_ws(n, t ? kern::ConvPass::DeconvForward : kern::ConvPass::ConvForward, ".ws");
+        if (s.ws >= 0) s.writes.push_back(s.ws);
+        break;
+      }
+      case Graph::OpKind::MaxPool:
+      case Graph::OpKind::AvgPool:
+      case Graph::OpKind::Upsample:
+      case Graph::OpKind::MaxUnpool:
+        s.kind = n.kind == Graph::OpKind::MaxPool   ? StepKind::MaxPoolF
+                 : n.kind == Graph::OpKind::AvgPool ? StepKind::AvgPoolF
+                 : n.kind == Graph::OpKind::Upsample ? StepKind::UpsampleF
+                                                     : StepKind::UnpoolF;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        break;
+      case Graph::OpKind::Reshape:
+        continue;  // no step: the output is the input's memory
       case Graph::OpKind::ActivityPenalty:
       case Graph::OpKind::Contractive: {
         // A penalty writes its scalar, a workspace, and (training, objective) its gradients, all at
@@ -308,6 +410,35 @@ void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
       if (!needs_grad[static_cast<std::size_t>(x)]) continue;
       s.reads = {gy, n.outputs[1]};
       write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+    } else if (n.kind == Graph::OpKind::Conv || n.kind == Graph::OpKind::Deconv) {
+      const bool t = n.kind == Graph::OpKind::Deconv;
+      s.kind = t ? StepKind::DeconvB : StepKind::ConvB;
+      const int x = n.inputs[0], w = n.inputs[1], b = n.inputs[2];
+      s.reads = {gy, y, x, w};
+      if (n.outputs.size() > 1) s.reads.push_back(n.outputs[1]);
+      const int dz = add_buf(n.name + ".dz", graph.values()[static_cast<std::size_t>(y)].shape, Where::Arena);
+      s.writes.push_back(dz);
+      s.acc.push_back(false);
+      s.ws = conv_ws(n, t ? kern::ConvPass::DeconvBackward : kern::ConvPass::ConvBackward, ".bws");
+      if (s.ws >= 0) {
+        s.writes.push_back(s.ws);
+        s.acc.push_back(false);
+      }
+      if (needs_grad[static_cast<std::size_t>(x)]) write_grad(s, grad_of[static_cast<std::size_t>(x)]);
+      write_grad(s, grad_of[static_cast<std::size_t>(w)]);
+      if (b >= 0) write_grad(s, grad_of[static_cast<std::size_t>(b)]);
+    } else if (n.kind == Graph::OpKind::MaxPool || n.kind == Graph::OpKind::AvgPool ||
+               n.kind == Graph::OpKind::Upsample || n.kind == Graph::OpKind::MaxUnpool) {
+      s.kind = n.kind == Graph::OpKind::MaxPool   ? StepKind::MaxPoolB
+               : n.kind == Graph::OpKind::AvgPool ? StepKind::AvgPoolB
+               : n.kind == Graph::OpKind::Upsample ? StepKind::UpsampleB
+                                                   : StepKind::UnpoolB;
+      const int x = n.inputs[0];
+      if (!needs_grad[static_cast<std::size_t>(x)]) continue;
+      s.reads = {gy};
+      if (n.kind == Graph::OpKind::MaxPool) s.reads.push_back(n.outputs[1]);
+      if (n.kind == Graph::OpKind::MaxUnpool) s.reads.push_back(n.inputs[1]);
+      write_grad(s, grad_of[static_cast<std::size_t>(x)]);
     } else {
       continue;
     }
@@ -316,6 +447,11 @@ void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
 }
 
 void Executor::Impl::plan() {
+  // Steps refer to the memory they touch: a reshape's buffers by their root.
+  for (Step& st : steps) {
+    for (int& b : st.reads) b = root_of(b);
+    for (int& b : st.writes) b = root_of(b);
+  }
   // Lifetimes over step positions.
   const int end = static_cast<int>(steps.size()) - 1;
   std::vector<int> first(bufs.size(), -1), last(bufs.size(), -1);
@@ -355,7 +491,7 @@ void Executor::Impl::plan() {
       n_scalars += static_cast<int>(b.numel);
       continue;
     }
-    if (b.where != Where::Arena) continue;
+    if (b.where != Where::Arena || root_of(static_cast<int>(i)) != static_cast<int>(i)) continue;
     mem.naive_bytes += round_up(static_cast<std::size_t>(b.numel) * sizeof(float), 256);
     int f = first[i], l = last[i];
     if (f < 0) f = l = 0;  // never touched by a step (e.g. an unused input)
@@ -472,9 +608,9 @@ void Executor::Impl::bind() {
         a.w = ptr(n.inputs[1]);
         a.dz = ptr(s.writes[0]);
         // writes: dz, [dx], dw, [db] — match them up by buffer identity.
-        const int gx = grad_of[static_cast<std::size_t>(n.inputs[0])];
-        const int gw = grad_of[static_cast<std::size_t>(n.inputs[1])];
-        const int gb = n.inputs[2] >= 0 ? grad_of[static_cast<std::size_t>(n.inputs[2])] : -1;
+        const int gx = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
+        const int gw = root_of(grad_of[static_cast<std::size_t>(n.inputs[1])]);
+        const int gb = n.inputs[2] >= 0 ? root_of(grad_of[static_cast<std::size_t>(n.inputs[2])]) : -1;
         for (std::size_t k = 1; k < s.writes.size(); ++k) {
           const int b = s.writes[k];
           if (b == gx) a.dx = ptr(b), a.acc_dx = s.acc[k];
@@ -573,7 +709,7 @@ void Executor::Impl::bind() {
         a.weight = n.weight;
         a.rho = n.penalty == PenaltyType::KL ? n.level : 0.05f;
         eval_launches.push_back([ops, ctx, a] { ops->activity_penalty(*ctx, a); });
-        const int gh = grad_of[static_cast<std::size_t>(n.inputs[0])];
+        const int gh = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
         for (std::size_t k = 0; k < s.writes.size(); ++k)
           if (s.writes[k] == gh && gh >= 0) a.grad = ptr(gh), a.acc_grad = s.acc[k];
         train_launches.push_back([ops, ctx, a] { ops->activity_penalty(*ctx, a); });
@@ -594,13 +730,163 @@ void Executor::Impl::bind() {
         a.slope = n.slope;
         a.weight = n.weight;
         eval_launches.push_back([ops, ctx, a] { ops->contractive_penalty(*ctx, a); });
-        const int gh = grad_of[static_cast<std::size_t>(n.inputs[0])];
-        const int gw = grad_of[static_cast<std::size_t>(n.inputs[1])];
+        const int gh = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
+        const int gw = root_of(grad_of[static_cast<std::size_t>(n.inputs[1])]);
         for (std::size_t k = 0; k < s.writes.size(); ++k) {
           if (s.writes[k] == gh && gh >= 0) a.grad_h = ptr(gh), a.acc_grad_h = s.acc[k];
           if (s.writes[k] == gw && gw >= 0) a.grad_w = ptr(gw), a.acc_grad_w = s.acc[k];
         }
         train_launches.push_back([ops, ctx, a] { ops->contractive_penalty(*ctx, a); });
+        break;
+      }
+      case StepKind::ConvF:
+      case StepKind::DeconvF: {
+        // Both carry the same fields; one lambda per kind keeps the argument struct typed.
+        auto fill = [&](auto& a) {
+          a.g = conv_geom(n);
+          a.x = ptr(n.inputs[0]);
+          a.w = ptr(n.inputs[1]);
+          a.b = ptr(n.inputs[2]);
+          a.y = ptr(n.outputs[0]);
+          a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
+          a.ws = s.ws >= 0 ? ptr(s.ws) : nullptr;
+          a.ws_bytes = s.ws >= 0 ? static_cast<std::size_t>(bufs[static_cast<std::size_t>(s.ws)].numel) * sizeof(float) : 0;
+          a.act = to_kern(n.act);
+          a.slope = n.slope;
+        };
+        std::function<void()> f;
+        if (s.kind == StepKind::ConvF) {
+          kern::ConvForward a;
+          fill(a);
+          f = [ops, ctx, a] { ops->conv2d_forward(*ctx, a); };
+        } else {
+          kern::DeconvForward a;
+          fill(a);
+          f = [ops, ctx, a] { ops->deconv2d_forward(*ctx, a); };
+        }
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::ConvB:
+      case StepKind::DeconvB: {
+        auto fill = [&](auto& a) {
+          a.g = conv_geom(n);
+          a.dy = ptr(s.reads[0]);
+          a.y = ptr(n.outputs[0]);
+          a.z = n.outputs.size() > 1 ? ptr(n.outputs[1]) : nullptr;
+          a.x = ptr(n.inputs[0]);
+          a.w = ptr(n.inputs[1]);
+          a.dz = ptr(s.writes[0]);
+          a.ws = s.ws >= 0 ? ptr(s.ws) : nullptr;
+          a.ws_bytes = s.ws >= 0 ? static_cast<std::size_t>(bufs[static_cast<std::size_t>(s.ws)].numel) * sizeof(float) : 0;
+          const int gx = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
+          const int gw = root_of(grad_of[static_cast<std::size_t>(n.inputs[1])]);
+          const int gb = n.inputs[2] >= 0 ? root_of(grad_of[static_cast<std::size_t>(n.inputs[2])]) : -1;
+          for (std::size_t k = 1; k < s.writes.size(); ++k) {
+            const int b = s.writes[k];
+            if (b == s.ws) continue;
+            if (b == gx) a.dx = ptr(b), a.acc_dx = s.acc[k];
+            else if (b == gw) a.dw = ptr(b), a.acc_dw = s.acc[k];
+            else if (b == gb) a.db = ptr(b), a.acc_db = s.acc[k];
+          }
+          a.act = to_kern(n.act);
+          a.slope = n.slope;
+        };
+        if (s.kind == StepKind::ConvB) {
+          kern::ConvBackward a;
+          fill(a);
+          train_launches.push_back([ops, ctx, a] { ops->conv2d_backward(*ctx, a); });
+        } else {
+          kern::DeconvBackward a;
+          fill(a);
+          train_launches.push_back([ops, ctx, a] { ops->deconv2d_backward(*ctx, a); });
+        }
+        break;
+      }
+      case StepKind::MaxPoolF: {
+        kern::MaxPool a;
+        a.g = pool_geom(n);
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.index = reinterpret_cast<std::int32_t*>(ptr(n.outputs[1]));
+        auto f = [ops, ctx, a] { ops->max_pool_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::MaxPoolB: {
+        // The pool's backward scatters dy to the recorded positions: the unpooling op.
+        kern::MaxUnpool a;
+        a.g = pool_geom(n);
+        a.x = ptr(s.reads[0]);
+        a.index = reinterpret_cast<const std::int32_t*>(ptr(s.reads[1]));
+        a.y = ptr(s.writes[0]);
+        a.acc = s.acc[0];
+        train_launches.push_back([ops, ctx, a] { ops->max_unpool(*ctx, a); });
+        break;
+      }
+      case StepKind::UnpoolF: {
+        kern::MaxUnpool a;
+        a.g = pool_geom(n);
+        a.x = ptr(n.inputs[0]);
+        a.index = reinterpret_cast<const std::int32_t*>(ptr(n.inputs[1]));
+        a.y = ptr(n.outputs[0]);
+        auto f = [ops, ctx, a] { ops->max_unpool(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::UnpoolB: {
+        kern::MaxUnpoolBackward a;
+        a.g = pool_geom(n);
+        a.dy = ptr(s.reads[0]);
+        a.index = reinterpret_cast<const std::int32_t*>(ptr(s.reads[1]));
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        train_launches.push_back([ops, ctx, a] { ops->max_unpool_backward(*ctx, a); });
+        break;
+      }
+      case StepKind::AvgPoolF: {
+        kern::AvgPool a;
+        a.g = pool_geom(n);
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.count_include_pad = n.pool.count_include_pad;
+        auto f = [ops, ctx, a] { ops->avg_pool_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::AvgPoolB: {
+        kern::AvgPoolBackward a;
+        a.g = pool_geom(n);
+        a.dy = ptr(s.reads[0]);
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        a.count_include_pad = n.pool.count_include_pad;
+        train_launches.push_back([ops, ctx, a] { ops->avg_pool_backward(*ctx, a); });
+        break;
+      }
+      case StepKind::UpsampleF: {
+        kern::Upsample a;
+        a.g = pool_geom(n);
+        a.x = ptr(n.inputs[0]);
+        a.y = ptr(n.outputs[0]);
+        a.kind = to_kern(n.upsample);
+        auto f = [ops, ctx, a] { ops->upsample_forward(*ctx, a); };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::UpsampleB: {
+        kern::UpsampleBackward a;
+        a.g = pool_geom(n);
+        a.dy = ptr(s.reads[0]);
+        a.dx = ptr(s.writes[0]);
+        a.acc_dx = s.acc[0];
+        a.kind = to_kern(n.upsample);
+        train_launches.push_back([ops, ctx, a] { ops->upsample_backward(*ctx, a); });
         break;
       }
       case StepKind::ActB: {
@@ -687,12 +973,16 @@ void Executor::set_input(const std::string& name, const Tensor& batch) {
   const auto& b = I.bufs[static_cast<std::size_t>(id)];
   CUAE_CHECK(batch.dtype() == DType::F32 && batch.numel() == b.numel,
              "input \"" + name + "\" expects " + shape_str(b.shape) + " F32, got " + shape_str(batch.shape()));
-  if (batch.device() == Device::CPU) I.be->copy_to_device(I.ptr(id), batch.data(), batch.nbytes());
-  else {
+  if (batch.device() == Device::CPU) {
+    I.be->copy_to_device(I.ptr(id), batch.data(), batch.nbytes());
+    I.be->mark();
+  } else {
     CUAE_CHECK(I.opt.device == Device::CUDA, "input \"" + name + "\" is a CUDA tensor but the executor runs on the CPU");
     I.be->copy_device(I.ptr(id), batch.data(), batch.nbytes());
   }
 }
+
+void Executor::wait_inputs_read() { impl_->be->wait_mark(); }
 
 void Executor::gather_input(const std::string& name, const Tensor& source, const Tensor& index, std::int64_t begin) {
   Impl& I = *impl_;
@@ -701,9 +991,10 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
   CUAE_CHECK(source.device() == I.opt.device && index.device() == I.opt.device,
              "gather_input(\"" + name + "\"): source and index must be on the executor's device (" +
                  device_name(I.opt.device) + ")");
-  CUAE_CHECK(source.dtype() == DType::F32 && source.rank() == 2 && source.dim(1) == b.shape[1],
+  const std::int64_t features = b.numel / b.shape[0];
+  CUAE_CHECK(source.dtype() == DType::F32 && source.rank() >= 2 && source.numel() / source.dim(0) == features,
              "gather_input(\"" + name + "\"): source " + shape_str(source.shape()) + " does not have rows of " +
-                 std::to_string(b.shape[1]) + " F32 features");
+                 std::to_string(features) + " F32 features");
   CUAE_CHECK(index.dtype() == DType::I32 && index.rank() == 1 && begin >= 0 && begin + b.shape[0] <= index.dim(0),
              "gather_input(\"" + name + "\"): rows [" + std::to_string(begin) + ", " + std::to_string(begin + b.shape[0]) +
                  ") are outside the index " + shape_str(index.shape()));
@@ -712,7 +1003,7 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
   a.index = static_cast<const std::int32_t*>(index.data()) + begin;
   a.dst = I.ptr(id);
   a.rows = b.shape[0];
-  a.cols = b.shape[1];
+  a.cols = features;
   I.be->ops().gather_rows(I.be->ctx(), a);
 }
 

@@ -1,7 +1,10 @@
 #include "cuae/graph.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+
+#include "kernels/conv_common.hpp"
 
 namespace cuae {
 
@@ -9,7 +12,16 @@ namespace {
 const char* const kActNames[] = {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "gelu"};
 const char* const kLossNames[] = {"mse", "l1", "bce"};
 const char* const kNoiseNames[] = {"mask", "gaussian", "salt_pepper"};
+const char* const kUpsampleNames[] = {"nearest", "bilinear"};
 }  // namespace
+
+const char* upsample_mode_name(UpsampleMode m) { return kUpsampleNames[static_cast<int>(m)]; }
+
+UpsampleMode parse_upsample_mode(const std::string& s) {
+  for (int i = 0; i < 2; ++i)
+    if (s == kUpsampleNames[i]) return static_cast<UpsampleMode>(i);
+  throw Error("unknown upsampling mode \"" + s + "\" (expected nearest or bilinear)");
+}
 
 const char* activation_name(Activation a) { return kActNames[static_cast<int>(a)]; }
 
@@ -64,14 +76,16 @@ Value Graph::find(const std::string& name) const {
 }
 
 Value Graph::input(const std::string& name, Shape shape) {
-  CUAE_CHECK(shape.size() == 2, "input \"" + name + "\" must be 2-D [batch, features], got " + shape_str(shape));
+  CUAE_CHECK(shape.size() == 2 || shape.size() == 4,
+             "input \"" + name + "\" must be 2-D [batch, features] or 4-D [batch, height, width, channels], got " +
+                 shape_str(shape));
   CUAE_CHECK(!find(name).valid(), "duplicate value name \"" + name + "\"");
   return {add_value({name, std::move(shape), ValueKind::Input, {}, false, -1})};
 }
 
 Value Graph::param(const std::string& name, Shape shape, Init init, bool decay) {
-  CUAE_CHECK(shape.size() == 1 || shape.size() == 2,
-             "parameter \"" + name + "\" must be 1-D or 2-D, got " + shape_str(shape));
+  CUAE_CHECK(shape.size() == 1 || shape.size() == 2 || shape.size() == 4,
+             "parameter \"" + name + "\" must be 1-D, 2-D or 4-D, got " + shape_str(shape));
   CUAE_CHECK(!find(name).valid(), "duplicate parameter name \"" + name + "\"");
   return {add_value({name, std::move(shape), ValueKind::Param, init, decay, -1})};
 }
@@ -260,6 +274,195 @@ Value Graph::contractive_penalty(Value h, float weight, bool objective, const st
   return {nodes_.back().outputs[0]};
 }
 
+namespace {
+std::string i2(int a, int b) { return std::to_string(a) + "x" + std::to_string(b); }
+std::string conv_opts_str(const Conv2dOptions& o, bool transposed) {
+  std::string s = "stride " + i2(o.stride_h, o.stride_w) + ", pad " + i2(o.pad_h, o.pad_w) + ", dilation " +
+                  i2(o.dil_h, o.dil_w);
+  if (transposed) s += ", output padding " + i2(o.out_pad_h, o.out_pad_w);
+  return s;
+}
+std::string pool_opts_str(const Pool2dOptions& o) {
+  return "window " + i2(o.window_h, o.window_w) + ", stride " + i2(o.stride_h, o.stride_w) + ", pad " + i2(o.pad_h, o.pad_w);
+}
+}  // namespace
+
+Value Graph::conv2d(Value x, Value w, Value b, Activation act, const Conv2dOptions& o, float slope, const std::string& name) {
+  const std::string nm = node_name(name, "conv", nodes_.size());
+  const auto xs = info(x).shape;
+  const auto& wi = info(w);
+  CUAE_CHECK(wi.kind == ValueKind::Param, nm + ": filter \"" + wi.name + "\" is not a parameter");
+  CUAE_CHECK(xs.size() == 4 && wi.shape.size() == 4 && wi.shape[3] == xs[3],
+             nm + ": x " + shape_str(xs) + " [N,H,W,C] and filter " + shape_str(wi.shape) +
+                 " [K,R,S,C] must be 4-D with the same C");
+  CUAE_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.dil_h > 0 && o.dil_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
+             nm + ": " + conv_opts_str(o, false) + ": stride and dilation must be positive, padding >= 0");
+  const int p = kern::conv_out_extent(static_cast<int>(xs[1]), static_cast<int>(wi.shape[1]), o.stride_h, o.pad_h, o.dil_h);
+  const int q = kern::conv_out_extent(static_cast<int>(xs[2]), static_cast<int>(wi.shape[2]), o.stride_w, o.pad_w, o.dil_w);
+  CUAE_CHECK(p > 0 && q > 0, nm + ": a " + i2(static_cast<int>(wi.shape[1]), static_cast<int>(wi.shape[2])) +
+                                 " filter (" + conv_opts_str(o, false) + ") does not fit x " + shape_str(xs));
+  const std::int64_t k = wi.shape[0];
+  if (b.valid()) {
+    const auto& bi = info(b);
+    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{k},
+               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(k) + "]");
+  }
+  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+  Node n;
+  n.kind = OpKind::Conv;
+  n.name = nm;
+  n.inputs = {x.id, w.id, b.id};
+  n.act = act;
+  n.slope = slope;
+  n.conv = o;
+  n.conv.out_pad_h = n.conv.out_pad_w = 0;
+  const Shape ys{xs[0], p, q, k};
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
+  if (act == Activation::GELU) n.outputs.push_back(add_value({nm + ".pre", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::conv_transpose2d(Value x, Value w, Value b, Activation act, const Conv2dOptions& o, float slope,
+                              const std::string& name) {
+  const std::string nm = node_name(name, "deconv", nodes_.size());
+  const auto xs = info(x).shape;
+  const auto& wi = info(w);
+  CUAE_CHECK(wi.kind == ValueKind::Param, nm + ": filter \"" + wi.name + "\" is not a parameter");
+  CUAE_CHECK(xs.size() == 4 && wi.shape.size() == 4 && wi.shape[0] == xs[3],
+             nm + ": x " + shape_str(xs) + " [N,P,Q,K] and filter " + shape_str(wi.shape) +
+                 " [K,R,S,C] must be 4-D with the same K");
+  CUAE_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.dil_h > 0 && o.dil_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
+             nm + ": " + conv_opts_str(o, true) + ": stride and dilation must be positive, padding >= 0");
+  const int maxh = std::max(o.stride_h, o.dil_h), maxw = std::max(o.stride_w, o.dil_w);
+  CUAE_CHECK(o.out_pad_h >= 0 && o.out_pad_h < maxh && o.out_pad_w >= 0 && o.out_pad_w < maxw,
+             nm + ": " + conv_opts_str(o, true) + ": output padding must lie in [0, max(stride, dilation))");
+  const int r = static_cast<int>(wi.shape[1]), sw = static_cast<int>(wi.shape[2]);
+  const int h = kern::deconv_out_extent(static_cast<int>(xs[1]), r, o.stride_h, o.pad_h, o.dil_h, o.out_pad_h);
+  const int wd = kern::deconv_out_extent(static_cast<int>(xs[2]), sw, o.stride_w, o.pad_w, o.dil_w, o.out_pad_w);
+  CUAE_CHECK(h > 0 && wd > 0 && kern::conv_out_extent(h, r, o.stride_h, o.pad_h, o.dil_h) == xs[1] &&
+                 kern::conv_out_extent(wd, sw, o.stride_w, o.pad_w, o.dil_w) == xs[2],
+             nm + ": a " + i2(r, sw) + " transposed filter (" + conv_opts_str(o, true) + ") cannot map x " +
+                 shape_str(xs) + " to a positive size");
+  const std::int64_t c = wi.shape[3];
+  if (b.valid()) {
+    const auto& bi = info(b);
+    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{c},
+               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(c) + "]");
+  }
+  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+  Node n;
+  n.kind = OpKind::Deconv;
+  n.name = nm;
+  n.inputs = {x.id, w.id, b.id};
+  n.act = act;
+  n.slope = slope;
+  n.conv = o;
+  const Shape ys{xs[0], h, wd, c};
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
+  if (act == Activation::GELU) n.outputs.push_back(add_value({nm + ".pre", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+namespace {
+Shape pooled_shape(const std::string& nm, const Shape& xs, const Pool2dOptions& o) {
+  CUAE_CHECK(xs.size() == 4, nm + ": x " + shape_str(xs) + " must be 4-D [N,H,W,C]");
+  CUAE_CHECK(o.window_h > 0 && o.window_w > 0 && o.stride_h > 0 && o.stride_w > 0 && o.pad_h >= 0 && o.pad_w >= 0 &&
+                 2 * o.pad_h <= o.window_h && 2 * o.pad_w <= o.window_w,
+             nm + ": " + pool_opts_str(o) + ": window and stride must be positive, padding in [0, window/2]");
+  const int p = kern::pool_out_extent(static_cast<int>(xs[1]), o.window_h, o.stride_h, o.pad_h);
+  const int q = kern::pool_out_extent(static_cast<int>(xs[2]), o.window_w, o.stride_w, o.pad_w);
+  CUAE_CHECK(p > 0 && q > 0, nm + ": a " + pool_opts_str(o) + " pool does not fit x " + shape_str(xs));
+  return Shape{xs[0], p, q, xs[3]};
+}
+}  // namespace
+
+Value Graph::max_pool2d(Value x, const Pool2dOptions& o, const std::string& name) {
+  const std::string nm = node_name(name, "maxpool", nodes_.size());
+  const Shape ys = pooled_shape(nm, info(x).shape, o);
+  Node n;
+  n.kind = OpKind::MaxPool;
+  n.name = nm;
+  n.inputs = {x.id};
+  n.pool = o;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
+  n.outputs.push_back(add_value({nm + ".index", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::max_unpool2d(Value x, Value pooled, const std::string& name) {
+  const std::string nm = node_name(name, "maxunpool", nodes_.size());
+  const auto& pi = info(pooled);
+  CUAE_CHECK(pi.producer >= 0 && nodes_[static_cast<std::size_t>(pi.producer)].kind == OpKind::MaxPool &&
+                 nodes_[static_cast<std::size_t>(pi.producer)].outputs[0] == pooled.id,
+             nm + ": \"" + pi.name + "\" is not the output of a max pool");
+  const Node& pool = nodes_[static_cast<std::size_t>(pi.producer)];
+  const auto xs = info(x).shape;
+  CUAE_CHECK(xs == pi.shape, nm + ": x " + shape_str(xs) + " must have the shape of the pool's output " + shape_str(pi.shape));
+  Node n;
+  n.kind = OpKind::MaxUnpool;
+  n.name = nm;
+  n.inputs = {x.id, pool.outputs[1]};
+  n.pool = pool.pool;
+  const Shape ys = values_[static_cast<std::size_t>(pool.inputs[0])].shape;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::avg_pool2d(Value x, const Pool2dOptions& o, const std::string& name) {
+  const std::string nm = node_name(name, "avgpool", nodes_.size());
+  const Shape ys = pooled_shape(nm, info(x).shape, o);
+  Node n;
+  n.kind = OpKind::AvgPool;
+  n.name = nm;
+  n.inputs = {x.id};
+  n.pool = o;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::upsample2d(Value x, int out_h, int out_w, UpsampleMode mode, const std::string& name) {
+  const std::string nm = node_name(name, "upsample", nodes_.size());
+  const auto xs = info(x).shape;
+  CUAE_CHECK(xs.size() == 4, nm + ": x " + shape_str(xs) + " must be 4-D [N,H,W,C]");
+  CUAE_CHECK(out_h > 0 && out_w > 0, nm + ": the output size " + i2(out_h, out_w) + " must be positive");
+  Node n;
+  n.kind = OpKind::Upsample;
+  n.name = nm;
+  n.inputs = {x.id};
+  n.upsample = mode;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", Shape{xs[0], out_h, out_w, xs[3]}, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::reshape(Value x, Shape shape, const std::string& name) {
+  const std::string nm = node_name(name, "reshape", nodes_.size());
+  const auto& xi = info(x);
+  CUAE_CHECK(xi.kind != ValueKind::Scalar, nm + ": a scalar term cannot be reshaped");
+  CUAE_CHECK(!shape.empty() && shape[0] == xi.shape[0] && shape_numel(shape) == shape_numel(xi.shape),
+             nm + ": cannot reshape " + shape_str(xi.shape) + " to " + shape_str(shape) +
+                 " (same batch dimension and element count needed)");
+  Node n;
+  n.kind = OpKind::Reshape;
+  n.name = nm;
+  n.inputs = {x.id};
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", std::move(shape), ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
 void Graph::mark_output(Value v) {
   info(v);
   for (int o : outputs_)
@@ -290,6 +493,15 @@ std::string Graph::describe() const {
            << "weight " << n.weight << (n.objective ? "" : ", metric") << ")";
         break;
       case OpKind::Contractive: os << " (weight " << n.weight << (n.objective ? "" : ", metric") << ")"; break;
+      case OpKind::Conv:
+      case OpKind::Deconv:
+        os << " (" << activation_name(n.act) << ", " << conv_opts_str(n.conv, n.kind == OpKind::Deconv) << ")";
+        break;
+      case OpKind::MaxPool:
+      case OpKind::AvgPool:
+      case OpKind::MaxUnpool: os << " (" << pool_opts_str(n.pool) << ")"; break;
+      case OpKind::Upsample: os << " (" << upsample_mode_name(n.upsample) << ")"; break;
+      case OpKind::Reshape:
       case OpKind::Loss: break;
     }
     os << "\n";

@@ -61,8 +61,13 @@ class CUAE_API Executor {
   const Graph& graph() const;
   const MemoryReport& memory() const;
 
-  // Copies a batch (host or device tensor, same shape as the input) into the input's buffer.
+  // Copies a batch (host or device tensor, same shape as the input) into the input's buffer. On
+  // CUDA the copy from host memory is asynchronous (overlapping earlier work when the memory is
+  // pinned): keep the host memory unchanged until wait_inputs_read() returns.
   void set_input(const std::string& name, const Tensor& batch);
+  // Blocks until every set_input() so far has read its host memory (not until the steps after it
+  // have run), so a host buffer can be refilled while the device computes.
+  void wait_inputs_read();
   // Fills the input with rows source[index[begin + r]] for each of its rows, on the device: source
   // ([N, features] F32) and index ([M] I32) must live on the executor's device, so a shuffled
   // mini-batch is assembled with no host copy.

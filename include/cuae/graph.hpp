@@ -9,8 +9,10 @@
 //   g.loss(logits, x, cuae::LossType::BCEWithLogits, cuae::Reduction::SumPerSample);
 //
 // Only forward ops are built by hand: the backward pass is derived by the Executor (reverse mode;
-// a value used twice accumulates its gradients). Values are 2-D [rows, cols] row-major float32;
-// parameters may be 1-D. Every builder call checks shapes and throws cuae::Error naming the op and
+// a value used twice accumulates its gradients). Values are 2-D [rows, cols] or, for the
+// convolutional ops, 4-D [batch, height, width, channels] (NHWC), row-major float32; parameters are
+// 1-D (biases), 2-D (dense weights [out, in]) or 4-D (filters [out channels, height, width, in
+// channels]). reshape() turns one into the other without a copy. Every builder call checks shapes and throws cuae::Error naming the op and
 // the shapes at fault.
 #pragma once
 
@@ -32,6 +34,28 @@ enum class Reduction { Mean, SumPerSample };
 enum class NoiseType { Mask, Gaussian, SaltPepper };
 // Activity penalties on a hidden layer: λ·Σ|h| per sample, or β·Σ_j KL(ρ‖ρ̂_j) on the batch means.
 enum class PenaltyType { L1, KL };
+enum class UpsampleMode { Nearest, Bilinear };
+
+// A convolution's stride, zero padding and dilation per axis (height, width), and for a transposed
+// convolution its output padding (the extra rows/columns at the bottom/right that make the output
+// the size wanted; PyTorch's output_padding).
+struct CUAE_API Conv2dOptions {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dil_h = 1, dil_w = 1;
+  int out_pad_h = 0, out_pad_w = 0;
+  static Conv2dOptions make(int stride, int pad, int dil = 1, int out_pad = 0) {
+    return {stride, stride, pad, pad, dil, dil, out_pad, out_pad};
+  }
+};
+// A pooling window, its stride and zero padding per axis.
+struct CUAE_API Pool2dOptions {
+  int window_h = 2, window_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+  bool count_include_pad = true;  // average pooling: padded zeros count in the divisor
+  static Pool2dOptions make(int window, int stride, int pad = 0) { return {window, window, stride, stride, pad, pad, true}; }
+};
 
 CUAE_API const char* activation_name(Activation a);
 CUAE_API Activation parse_activation(const std::string& s);  // "sigmoid", "relu", ...; throws on unknown
@@ -39,6 +63,8 @@ CUAE_API const char* loss_type_name(LossType l);
 CUAE_API LossType parse_loss_type(const std::string& s);      // "mse", "l1", "bce"
 CUAE_API const char* noise_type_name(NoiseType n);
 CUAE_API NoiseType parse_noise_type(const std::string& s);    // "mask", "gaussian", "salt_pepper"
+CUAE_API const char* upsample_mode_name(UpsampleMode m);
+CUAE_API UpsampleMode parse_upsample_mode(const std::string& s);  // "nearest", "bilinear"
 
 // How a parameter is initialised (deterministically from the executor's seed and its name).
 struct CUAE_API Init {
@@ -62,7 +88,10 @@ struct CUAE_API Value {
 
 class CUAE_API Graph {
  public:
-  enum class OpKind { Dense, Activation, Loss, Corrupt, Dropout, KSparse, ActivityPenalty, Contractive };
+  enum class OpKind {
+    Dense, Activation, Loss, Corrupt, Dropout, KSparse, ActivityPenalty, Contractive,
+    Conv, Deconv, MaxPool, MaxUnpool, AvgPool, Upsample, Reshape
+  };
   enum class ValueKind { Input, Param, Activation, Scalar };
 
   struct ValueInfo {
@@ -76,11 +105,12 @@ class CUAE_API Graph {
   struct Node {
     OpKind kind = OpKind::Dense;
     std::string name;
-    // Dense: x, w, b (b may be -1); Activation, Corrupt, Dropout, KSparse, ActivityPenalty: x;
-    // Loss: pred, target; Contractive: h, w (the weight of the dense layer that produced h).
+    // Dense, Conv, Deconv: x, w, b (b may be -1); Activation, Corrupt, Dropout, KSparse,
+    // ActivityPenalty, pooling, Upsample, Reshape: x; Loss: pred, target; Contractive: h, w (the
+    // weight of the dense layer that produced h); MaxUnpool: x, index (the pool's).
     std::vector<int> inputs;
-    // Dense: y (+ z when GELU); KSparse: y, index (int32 [rows, k]); Loss and penalties: scalar;
-    // every other op: y.
+    // Dense, Conv, Deconv: y (+ z when GELU); KSparse: y, index (int32 [rows, k]); MaxPool: y,
+    // index (int32, y's shape); Loss and penalties: scalar; every other op: y.
     std::vector<int> outputs;
     Activation act = Activation::Identity;
     float slope = 0.01f;       // leaky ReLU
@@ -93,6 +123,9 @@ class CUAE_API Graph {
     PenaltyType penalty = PenaltyType::L1;
     float level = 0.0f;        // Corrupt: fraction or σ; Dropout: drop probability; KL: target ρ
     int k = 0;                 // KSparse
+    Conv2dOptions conv;        // Conv, Deconv
+    Pool2dOptions pool;        // MaxPool, AvgPool, MaxUnpool (the pool's)
+    UpsampleMode upsample = UpsampleMode::Nearest;
   };
 
   Value input(const std::string& name, Shape shape);
@@ -123,6 +156,30 @@ class CUAE_API Graph {
   // weight·‖∂h/∂x‖²_F per sample (batch mean) of the dense layer h = act(x·Wᵀ + b) that produced
   // h (its own, untransposed weight; identity, relu, leaky_relu, sigmoid or tanh).
   Value contractive_penalty(Value h, float weight, bool objective = true, const std::string& name = "");
+
+  // Convolutional layers over NHWC values. conv2d: x [N,H,W,C], filter w [K,R,S,C], bias b [K]
+  // (or none) -> act(x ⋆ w + b) [N,P,Q,K] with P = (H + 2·pad − dil·(R−1) − 1)/stride + 1.
+  Value conv2d(Value x, Value w, Value b, Activation act, const Conv2dOptions& o = {}, float slope = 0.01f,
+               const std::string& name = "");
+  // The transposed convolution (deconvolution): x [N,P,Q,K], filter w [K,R,S,C], bias b [C] ->
+  // [N,H,W,C] with H = (P−1)·stride − 2·pad + dil·(R−1) + 1 + out_pad (the shape a conv2d with
+  // the same options maps back to [N,P,Q,K]).
+  Value conv_transpose2d(Value x, Value w, Value b, Activation act, const Conv2dOptions& o = {}, float slope = 0.01f,
+                         const std::string& name = "");
+  // Max pooling; the argmax positions are kept (a second output) for the backward and for
+  // max_unpool2d.
+  Value max_pool2d(Value x, const Pool2dOptions& o = {}, const std::string& name = "");
+  // Puts x (shaped like the output of the max pool `pooled`) back where that pool found its maxima,
+  // zeros elsewhere: the result has the pool's input shape.
+  Value max_unpool2d(Value x, Value pooled, const std::string& name = "");
+  Value avg_pool2d(Value x, const Pool2dOptions& o = {}, const std::string& name = "");
+  // Resizes x [N,H,W,C] to [N,out_h,out_w,C] (PyTorch's interpolate, align_corners = false).
+  Value upsample2d(Value x, int out_h, int out_w, UpsampleMode mode, const std::string& name = "");
+  // The same values in another shape with the same element count and the same first (batch)
+  // dimension, e.g. [N,H,W,C] -> [N,H·W·C] between convolutional and dense layers. No copy: the
+  // executor gives both the same memory.
+  Value reshape(Value x, Shape shape, const std::string& name = "");
+
   // Keep this value alive to the end of a step so it can be read back (reconstruction, code, ...).
   void mark_output(Value v);
 
