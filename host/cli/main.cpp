@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,8 +34,9 @@ commands:
            error against the clean images and writes a PNG grid: noisy, reconstructed, clean
   encode   --checkpoint FILE --out CODES.npy [--split test|train] [--labels LABELS.npy] [--device D]
            latent codes of a dataset as a float32 .npy [N, code]
-  summary  --config FILE
-           layers, shapes, parameter count and planned memory
+  summary  --config FILE [--graph]
+           layers, shapes, parameter counts and the planned memory of a training step (peak
+           arena, parameters, optimizer state); --graph also lists every graph node
   version  print the version and the devices found
 )";
 
@@ -84,11 +86,39 @@ std::string fmt_time(double sec) {
   return buf;
 }
 
-std::pair<cuae::Dataset, cuae::Dataset> load_data(const cuae::Config& c) {
-  if (c.data.dataset == "idx")
-    return {cuae::load_idx_dataset(c.data.train_images, c.data.train_labels),
-            cuae::load_idx_dataset(c.data.test_images, c.data.test_labels)};
-  return {cuae::load_fashion_mnist(c.data.dir, true), cuae::load_fashion_mnist(c.data.dir, false)};
+cuae::ImageSpec image_spec(const cuae::Config& c) {
+  cuae::ImageSpec s;
+  s.channels = static_cast<int>(c.data.image_size.at(0));
+  s.height = static_cast<int>(c.data.image_size.at(1));
+  s.width = static_cast<int>(c.data.image_size.at(2));
+  s.fit = c.data.fit == "resize" ? cuae::ImageSpec::Fit::Resize : cuae::ImageSpec::Fit::Crop;
+  return s;
+}
+
+cuae::BadImagePolicy bad_image_policy(const cuae::Config& c) {
+  return c.data.on_error == "skip" ? cuae::BadImagePolicy::Skip : cuae::BadImagePolicy::Stop;
+}
+
+// The test set, and the training set unless it is streamed (train.size() == 0 then).
+std::pair<cuae::Dataset, cuae::Dataset> load_data(const cuae::Config& c, bool with_train = true) {
+  std::pair<cuae::Dataset, cuae::Dataset> d;
+  const bool train = with_train && !c.data.stream;
+  if (c.data.dataset == "idx") {
+    if (train) d.first = cuae::load_idx_dataset(c.data.train_images, c.data.train_labels);
+    d.second = cuae::load_idx_dataset(c.data.test_images, c.data.test_labels);
+  } else if (c.data.dataset == "cifar10") {
+    if (train) d.first = cuae::load_cifar10_dir(c.data.dir, true);
+    d.second = cuae::load_cifar10_dir(c.data.dir, false);
+  } else if (c.data.dataset == "images") {
+    const cuae::ImageSpec spec = image_spec(c);
+    if (train) d.first = cuae::load_image_folder(c.data.train_dir, spec, bad_image_policy(c), c.data.threads);
+    d.second = cuae::load_image_folder(c.data.test_dir, spec, bad_image_policy(c), c.data.threads);
+  } else {
+    if (train) d.first = cuae::load_fashion_mnist(c.data.dir, true);
+    d.second = cuae::load_fashion_mnist(c.data.dir, false);
+  }
+  if (c.data.max_test > 0 && d.second.size() > c.data.max_test) d.second = cuae::subset(d.second, 0, c.data.max_test);
+  return d;
 }
 
 void print_metrics(const char* who, const cuae::ReconMetrics& m) {
@@ -114,7 +144,7 @@ void write_grid(const std::string& path, const cuae::Dataset& test, const cuae::
       std::copy(test.images.f32() + img * d, test.images.f32() + (img + 1) * d, grid.f32() + ((2 * p) * per_row + j) * d);
       std::copy(recon.f32() + img * d, recon.f32() + (img + 1) * d, grid.f32() + ((2 * p + 1) * per_row + j) * d);
     }
-  cuae::write_image_grid(path, grid, pairs * 2, per_row, test.rows, test.cols, 1);
+  cuae::write_image_grid(path, grid, pairs * 2, per_row, test.rows, test.cols, test.channels);
 }
 
 int cmd_train(const Args& a) {
@@ -125,12 +155,45 @@ int cmd_train(const Args& a) {
   if (a.has("out")) cfg.output.dir = a.get("out");
   const cuae::Device dev = cuae::resolve_device(cfg.train.device);
   auto [train, test] = load_data(cfg);
+  // Streamed training data: decoded on background threads into pinned batch buffers while the
+  // device trains; the validation split (the last files) is decoded into memory once.
+  std::unique_ptr<cuae::ImageStream> stream;
+  cuae::Tensor stream_val;
+  if (cfg.data.stream) {
+    std::vector<std::string> files = cuae::list_images(cfg.data.train_dir);
+    if (cfg.train.max_train > 0 && static_cast<std::int64_t>(files.size()) > cfg.train.max_train)
+      files.resize(static_cast<std::size_t>(cfg.train.max_train));
+    const cuae::ImageSpec spec = image_spec(cfg);
+    const auto n_val = cfg.train.validation > 0.0
+                           ? std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(files.size()) * cfg.train.validation))
+                           : 0;
+    if (n_val) {
+      std::vector<std::string> val(files.end() - static_cast<std::ptrdiff_t>(n_val), files.end());
+      files.resize(files.size() - n_val);
+      stream_val = cuae::Tensor({static_cast<std::int64_t>(val.size()), spec.features()});
+      for (std::size_t i = 0; i < val.size(); ++i) {
+        const std::vector<float> px = cuae::decode_image(val[i], spec);
+        std::copy(px.begin(), px.end(), stream_val.f32() + static_cast<std::int64_t>(i) * spec.features());
+      }
+    }
+    cuae::ImageStreamOptions so;
+    so.threads = cfg.data.threads;
+    so.prefetch = cfg.data.prefetch;
+    so.seed = cfg.train.seed;
+    so.drop_last = true;
+    cuae::BatchAllocator alloc{[dev](std::size_t b) { return cuae::alloc_host_buffer(b, dev); },
+                               [dev](void* p) { cuae::free_host_buffer(p, dev); }};
+    stream = std::make_unique<cuae::ImageStream>(std::move(files), spec, cfg.train.batch_size, bad_image_policy(cfg), so, alloc);
+    train.name = cfg.data.train_dir + " (streamed)";
+  }
   cuae::Autoencoder ae(cfg, dev);
   std::string layers;
   for (auto l : cfg.model.layers) layers += (layers.empty() ? "" : "-") + std::to_string(l);
   std::printf("cuae: training %s autoencoder %s (%lld parameters) on %s (%lld images) on %s, %d epochs, batch %d, %s lr %g\n",
               cfg.model.type.c_str(), layers.c_str(), static_cast<long long>(ae.parameter_count()), train.name.c_str(),
-              static_cast<long long>(cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size()) : train.size()),
+              static_cast<long long>(stream ? stream->size()
+                                     : cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size())
+                                                               : train.size()),
               cuae::device_name(dev), cfg.train.epochs, cfg.train.batch_size, cuae::optimizer_name(cfg.optimizer.type),
               static_cast<double>(cfg.optimizer.lr));
   fs::create_directories(cfg.output.dir);
@@ -140,7 +203,7 @@ int cmd_train(const Args& a) {
   csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
   const std::string best_path = (fs::path(cfg.output.dir) / "best.safetensors").string();
   bool first = true;
-  ae.train(train, [&](const cuae::TrainProgress& p) {
+  const auto on_progress = [&](const cuae::TrainProgress& p) {
     if (first) {
       const auto m = ae.memory();
       std::printf("  memory: arena %.1f MiB (one buffer per value: %.1f MiB), parameters %.1f MiB, optimizer state %.1f MiB\n",
@@ -169,7 +232,14 @@ int cmd_train(const Args& a) {
       csv.flush();
     }
     std::fflush(stdout);
-  });
+  };
+  if (stream) {
+    ae.train(*stream, stream_val, on_progress);
+    if (stream->skipped())
+      std::printf("  skipped %lld unreadable images in the last epoch\n", static_cast<long long>(stream->skipped()));
+  } else {
+    ae.train(train, on_progress);
+  }
   const std::string ckpt = (fs::path(cfg.output.dir) / "checkpoint.safetensors").string();
   ae.save(ckpt);
   const cuae::Tensor recon = ae.reconstruct(test.images);
@@ -181,7 +251,7 @@ int cmd_train(const Args& a) {
   print_metrics("autoencoder", m);
   // PCA with as many components as the code is the linear baseline of an undercomplete code; an
   // overcomplete code (sparse and denoising models) has none.
-  if (k < test.features()) {
+  if (k < test.features() && train.size() > 0 && test.features() <= 4096) {
     const cuae::ReconMetrics pca = pca_baseline(train, test, k);
     print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
     std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - m.mse_per_pixel / pca.mse_per_pixel),
@@ -296,8 +366,14 @@ int cmd_encode(const Args& a) {
 
 int cmd_summary(const Args& a) {
   const cuae::Config cfg = cuae::load_config(a.need("config"));
-  const auto m = cuae::build_deep_autoencoder(cfg, cfg.train.batch_size, cuae::GraphMode::Train);
-  std::printf("%s", m.graph.describe().c_str());
+  const auto m = cuae::build_autoencoder(cfg, cfg.train.batch_size, cuae::GraphMode::Train);
+  if (cfg.model.type == "conv") {
+    std::printf("%-24s %-40s %-14s %10s\n", "  layer", "op", "shape (HxWxC)", "parameters");
+    std::printf("%s", cuae::format_layer_shapes(cuae::conv_layer_shapes(cfg.model, cfg.loss.type == cuae::LossType::BCEWithLogits)).c_str());
+    if (a.has("graph")) std::printf("\n%s", m.graph.describe().c_str());
+  } else {
+    std::printf("%s", m.graph.describe().c_str());
+  }
   std::int64_t params = 0;
   for (const auto& v : m.graph.values())
     if (v.kind == cuae::Graph::ValueKind::Param) params += cuae::shape_numel(v.shape);
@@ -318,7 +394,7 @@ int cmd_summary(const Args& a) {
 
 int main(int argc, char** argv) {
   try {
-    const Args a = parse_args(argc, argv, {"pca"});
+    const Args a = parse_args(argc, argv, {"pca", "graph"});
     if (a.command == "train") return cmd_train(a);
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "encode") return cmd_encode(a);

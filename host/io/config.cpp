@@ -60,6 +60,19 @@ class TableReader {
     }
   }
 
+  // A key read by other means (an array of tables), so finish() does not report it.
+  void mark(const char* key) { seen_.insert(key); }
+
+  // An integer that may be negative (-1 = "automatic").
+  void get_signed(const char* key, int& out) {
+    seen_.insert(key);
+    if (!t_) return;
+    const toml::node* n = t_->get(key);
+    if (!n) return;
+    if (!n->is_integer()) fail(key, "expected an integer");
+    out = static_cast<int>(n->as_integer()->get());
+  }
+
   void finish() const {
     if (!t_) return;
     for (const auto& [k, v] : *t_)
@@ -105,8 +118,45 @@ Config parse_config(const std::string& text, const std::string& origin) {
   {
     TableReader r(root["model"].as_table(), origin, "model");
     r.get("type", c.model.type);
-    if (c.model.type != "deep") r.fail("type", "unknown model type \"" + c.model.type + "\" (expected deep)");
-    r.get_layers("layers", c.model.layers);
+    if (c.model.type != "deep" && c.model.type != "conv")
+      r.fail("type", "unknown model type \"" + c.model.type + "\" (expected deep or conv)");
+    const bool conv = c.model.type == "conv";
+    r.get_layers(conv ? "input" : "layers", conv ? c.model.input : c.model.layers);
+    if (conv) {
+      r.get("code", c.model.code);
+      for (const char* list : {"encoder", "decoder"}) {
+        r.mark(list);
+        const toml::node* n = root["model"].as_table()->get(list);
+        if (!n) continue;
+        const toml::array* arr = n->as_array();
+        if (!arr || !arr->is_array_of_tables())
+          r.fail(list, "expected blocks written as [[model." + std::string(list) + "]] tables");
+        auto& out = std::string(list) == "encoder" ? c.model.encoder : c.model.decoder;
+        int i = 0;
+        for (const auto& e : *arr) {
+          TableReader b(e.as_table(), origin, "model." + std::string(list) + "[" + std::to_string(i++) + "]");
+          ConvBlockConfig blk;
+          if (std::string(list) == "decoder") blk.type = "deconv";
+          b.get("type", blk.type);
+          b.get("channels", blk.channels);
+          b.get("kernel", blk.kernel);
+          b.get("stride", blk.stride);
+          b.get_signed("padding", blk.padding);
+          b.get("dilation", blk.dilation);
+          b.get("output_padding", blk.output_padding);
+          b.get("pool", blk.pool);
+          b.get("pool_size", blk.pool_size);
+          b.get("mode", blk.mode);
+          b.get("scale", blk.scale);
+          b.finish();
+          out.push_back(blk);
+        }
+      }
+      if (c.model.input.size() != 3) r.fail("input", "expected [channels, height, width], e.g. [1, 28, 28]");
+      if (c.model.input[0] != 1 && c.model.input[0] != 3) r.fail("input", "images have 1 or 3 channels");
+      if (c.model.encoder.empty()) r.fail("encoder", "a conv model needs at least one [[model.encoder]] block");
+      if (c.model.tied_weights) r.fail("tied_weights", "is a dense-model option (conv models have their own decoder filters)");
+    }
     std::string act = activation_name(c.model.activation), code = activation_name(c.model.code_activation),
                 out = activation_name(c.model.output_activation);
     r.get("activation", act);
@@ -120,9 +170,18 @@ Config parse_config(const std::string& text, const std::string& origin) {
     if (!(c.model.leaky_slope > 0.0f)) r.fail("leaky_slope", "must be > 0");
     r.get("dropout", c.model.dropout);
     if (!(c.model.dropout >= 0.0f && c.model.dropout < 1.0f)) r.fail("dropout", "must be in [0, 1)");
-    if (c.model.layers.size() < 2)
-      r.fail("layers", "needs at least an input and a code width, e.g. [784, 1000, 500, 250, 30]");
     r.finish();
+    if (conv) {
+      // Shape inference now, so a model that cannot be built is reported when the file is read.
+      try {
+        (void)conv_layer_shapes(c.model);
+        c.model.layers = conv_stage_widths(c.model);
+      } catch (const Error& e) {
+        throw Error(origin + ": [model] " + e.what());
+      }
+    } else if (c.model.layers.size() < 2) {
+      r.fail("layers", "needs at least an input and a code width, e.g. [784, 1000, 500, 250, 30]");
+    }
   }
   // The layer a regularizer names, and that layer's activation.
   auto layer_of = [&](TableReader& r, const std::string& name) {
@@ -191,6 +250,8 @@ Config parse_config(const std::string& text, const std::string& origin) {
       if (act == Activation::GELU)
         r.fail("layer", "the contractive penalty supports identity, relu, leaky_relu, sigmoid and tanh layers; \"" +
                             c.contractive.layer + "\" is gelu");
+      if (c.model.type == "conv" && !(c.model.code > 0 && layer + 2 == static_cast<int>(c.model.layers.size())))
+        r.fail("layer", "in a conv model the contractive penalty applies to the dense code layer (set [model] code)");
     }
     r.finish();
   }
@@ -259,10 +320,44 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("train_labels", c.data.train_labels);
     r.get("test_images", c.data.test_images);
     r.get("test_labels", c.data.test_labels);
-    if (c.data.dataset != "fashion-mnist" && c.data.dataset != "idx")
-      r.fail("dataset", "expected fashion-mnist or idx, got \"" + c.data.dataset + "\"");
-    if (c.data.dataset == "idx" && (c.data.train_images.empty() || c.data.test_images.empty()))
+    r.get("train_dir", c.data.train_dir);
+    r.get("test_dir", c.data.test_dir);
+    r.get_layers("image_size", c.data.image_size);
+    r.get("fit", c.data.fit);
+    r.get("on_error", c.data.on_error);
+    r.get("stream", c.data.stream);
+    r.get("threads", c.data.threads);
+    r.get("prefetch", c.data.prefetch);
+    r.get("max_test", c.data.max_test);
+    const std::string& ds = c.data.dataset;
+    if (ds != "fashion-mnist" && ds != "idx" && ds != "images" && ds != "cifar10")
+      r.fail("dataset", "expected fashion-mnist, idx, images or cifar10, got \"" + ds + "\"");
+    if (ds == "idx" && (c.data.train_images.empty() || c.data.test_images.empty()))
       r.fail("train_images", "dataset = \"idx\" needs train_images and test_images paths");
+    if (ds == "images" && (c.data.train_dir.empty() || c.data.test_dir.empty()))
+      r.fail("train_dir", "dataset = \"images\" needs train_dir and test_dir folders");
+    if (c.data.fit != "crop" && c.data.fit != "resize") r.fail("fit", "expected crop or resize, got \"" + c.data.fit + "\"");
+    if (c.data.on_error != "stop" && c.data.on_error != "skip")
+      r.fail("on_error", "expected stop or skip, got \"" + c.data.on_error + "\"");
+    if (c.data.stream && ds != "images") r.fail("stream", "streaming reads image folders (dataset = \"images\")");
+    if (!c.data.image_size.empty() && (c.data.image_size.size() != 3 || (c.data.image_size[0] != 1 && c.data.image_size[0] != 3)))
+      r.fail("image_size", "expected [channels, height, width] with 1 or 3 channels");
+    if (ds == "images" && c.data.image_size.empty()) {
+      if (c.model.type != "conv") r.fail("image_size", "dataset = \"images\" with a dense model needs image_size = [C, H, W]");
+      c.data.image_size = c.model.input;
+    }
+    if (ds == "cifar10" && c.data.image_size.empty()) c.data.image_size = {3, 32, 32};
+    // The images must be what the model reads.
+    if (!c.data.image_size.empty()) {
+      const auto& s = c.data.image_size;
+      const std::int64_t features = s[0] * s[1] * s[2];
+      if (c.model.type == "conv" && c.model.input != s)
+        r.fail("image_size", "the images [" + std::to_string(s[0]) + ", " + std::to_string(s[1]) + ", " + std::to_string(s[2]) +
+                                 "] differ from [model] input");
+      if (c.model.layers.front() != features)
+        r.fail("image_size", "the images have " + std::to_string(features) + " values, the model's input " +
+                                 std::to_string(c.model.layers.front()));
+    }
     r.finish();
   }
   {
@@ -284,15 +379,36 @@ Config load_config(const std::string& path) {
 std::string to_toml(const Config& c) {
   auto layers = toml::array{};
   for (auto l : c.model.layers) layers.push_back(l);
+  auto blocks = [](const std::vector<ConvBlockConfig>& bs) {
+    toml::array a;
+    for (const auto& b : bs)
+      a.push_back(toml::table{{"type", b.type},         {"channels", b.channels}, {"kernel", b.kernel},
+                              {"stride", b.stride},     {"padding", b.padding},   {"dilation", b.dilation},
+                              {"output_padding", b.output_padding},               {"pool", b.pool},
+                              {"pool_size", b.pool_size}, {"mode", b.mode},       {"scale", b.scale}});
+    return a;
+  };
+  auto image_size = toml::array{};
+  for (auto v : c.data.image_size) image_size.push_back(v);
+  toml::table model{{"type", c.model.type},
+                    {"activation", activation_name(c.model.activation)},
+                    {"code_activation", activation_name(c.model.code_activation)},
+                    {"output_activation", activation_name(c.model.output_activation)},
+                    {"tied_weights", c.model.tied_weights},
+                    {"leaky_slope", static_cast<double>(c.model.leaky_slope)},
+                    {"dropout", static_cast<double>(c.model.dropout)}};
+  if (c.model.type == "conv") {
+    auto input = toml::array{};
+    for (auto v : c.model.input) input.push_back(v);
+    model.insert("input", input);
+    model.insert("code", c.model.code);
+    model.insert("encoder", blocks(c.model.encoder));
+    if (!c.model.decoder.empty()) model.insert("decoder", blocks(c.model.decoder));
+  } else {
+    model.insert("layers", layers);
+  }
   toml::table t{
-      {"model", toml::table{{"type", c.model.type},
-                            {"layers", layers},
-                            {"activation", activation_name(c.model.activation)},
-                            {"code_activation", activation_name(c.model.code_activation)},
-                            {"output_activation", activation_name(c.model.output_activation)},
-                            {"tied_weights", c.model.tied_weights},
-                            {"leaky_slope", static_cast<double>(c.model.leaky_slope)},
-                            {"dropout", static_cast<double>(c.model.dropout)}}},
+      {"model", model},
       {"noise", toml::table{{"type", c.noise.enabled ? noise_type_name(c.noise.type) : "none"},
                             {"level", static_cast<double>(c.noise.level)}}},
       {"sparsity", toml::table{{"type", sparsity_name(c.sparsity.type)},
@@ -326,7 +442,16 @@ std::string to_toml(const Config& c) {
                            {"train_images", c.data.train_images},
                            {"train_labels", c.data.train_labels},
                            {"test_images", c.data.test_images},
-                           {"test_labels", c.data.test_labels}}},
+                           {"test_labels", c.data.test_labels},
+                           {"train_dir", c.data.train_dir},
+                           {"test_dir", c.data.test_dir},
+                           {"image_size", image_size},
+                           {"fit", c.data.fit},
+                           {"on_error", c.data.on_error},
+                           {"stream", c.data.stream},
+                           {"threads", c.data.threads},
+                           {"prefetch", c.data.prefetch},
+                           {"max_test", c.data.max_test}}},
       {"output", toml::table{{"dir", c.output.dir}}},
   };
   std::ostringstream os;

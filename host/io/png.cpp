@@ -106,7 +106,8 @@ void write_image_grid(const std::string& path, const Tensor& images, int grid_ro
       for (int y = 0; y < h; ++y)
         for (int x = 0; x < w; ++x)
           pixels[static_cast<std::size_t>(((y0 + y) * width + x0 + x) * channels + c)] =
-              to_byte(img[(static_cast<std::int64_t>(c) * h + y) * w + x]);
+              to_byte(flat ? img[(static_cast<std::int64_t>(y) * w + x) * channels + c]
+                           : img[(static_cast<std::int64_t>(c) * h + y) * w + x]);
   }
   write_png(path, pixels, static_cast<int>(width), static_cast<int>(height), channels);
 }

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <random>
 
+#include "cuae/images.hpp"
 #include "cuae/safetensors.hpp"
 #include "kernels/ops.hpp"
 
@@ -52,7 +53,7 @@ struct Autoencoder::State {
 
   Executor& inference(std::int64_t batch, int jacobian_layer = -1) {
     if (!infer || infer_batch != batch || infer_jacobian != jacobian_layer) {
-      infer_graph = build_deep_autoencoder(cfg, batch, GraphMode::Infer, jacobian_layer);
+      infer_graph = build_autoencoder(cfg, batch, GraphMode::Infer, jacobian_layer);
       infer_jacobian = jacobian_layer;
       infer = std::make_unique<Executor>(infer_graph.graph, options(false));
       infer_batch = batch;
@@ -98,7 +99,7 @@ Autoencoder::Autoencoder(const Config& config, Device device) : s_(std::make_uni
   s_->device = device;
   CUAE_CHECK(config.model.layers.size() >= 2, "model.layers needs at least two widths");
   // Builds (and so validates) the graph now, so a bad config fails here and not mid-way.
-  build_deep_autoencoder(config, config.train.batch_size, GraphMode::Train);
+  build_autoencoder(config, config.train.batch_size, GraphMode::Train);
 }
 
 Autoencoder::Autoencoder(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -141,7 +142,7 @@ std::int64_t Autoencoder::step() const { return s_->trainer ? s_->trainer->step(
 int Autoencoder::epochs_done() const { return s_->epochs_done; }
 
 std::int64_t Autoencoder::parameter_count() const {
-  const auto g = build_deep_autoencoder(s_->cfg, 1, GraphMode::Infer);
+  const auto g = build_autoencoder(s_->cfg, 1, GraphMode::Infer);
   std::int64_t n = 0;
   for (const auto& v : g.graph.values())
     if (v.kind == Graph::ValueKind::Param) n += shape_numel(v.shape);
@@ -154,12 +155,29 @@ MemoryReport Autoencoder::memory() const {
   return {};
 }
 
+// Where a training run's batches come from: begin(epoch) starts an epoch, feed(ex, s) puts step
+// s's batch into the executor's input and returns false at the end of the epoch.
+struct Autoencoder::BatchSource {
+  std::int64_t steps = 0;  // steps per epoch (an upper bound for a stream that may skip images)
+  std::function<void(int)> begin;
+  std::function<bool(Executor&, std::int64_t)> feed;
+};
+
+void Autoencoder::ensure_trainer() {
+  State& S = *s_;
+  if (S.trainer) return;
+  const auto g = build_autoencoder(S.cfg, S.cfg.train.batch_size, GraphMode::Train);
+  S.trainer = std::make_unique<Executor>(g.graph, S.options(true));
+  if (!S.loaded.empty()) S.trainer->load(S.loaded, S.loaded_step);
+  S.loaded.clear();
+}
+
 void Autoencoder::train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress) {
   State& S = *s_;
   const auto& cfg = S.cfg;
   const std::int64_t d = cfg.model.layers.front();
   CUAE_CHECK(data.features() == d, "dataset \"" + data.name + "\" has " + std::to_string(data.features()) +
-                                       " features per image, model.layers[0] is " + std::to_string(d));
+                                       " values per image, the model's input has " + std::to_string(d));
   std::int64_t n = data.size();
   if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
   // The validation split: the last images, never trained on.
@@ -171,19 +189,69 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
                              (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
                              ", fewer than one batch of " + std::to_string(batch));
   const Tensor val_images = n_val ? data.images.rows(n, n + n_val) : Tensor();
-  if (!S.trainer) {
-    const auto g = build_deep_autoencoder(cfg, batch, GraphMode::Train);
-    S.trainer = std::make_unique<Executor>(g.graph, S.options(true));
-    if (!S.loaded.empty()) S.trainer->load(S.loaded, S.loaded_step);
-    S.loaded.clear();
-  }
-  Executor& ex = *S.trainer;
+  ensure_trainer();
   // The whole training set lives on the device; each step gathers its shuffled rows there.
   const Tensor images = data.images.rows(0, n);
   const Tensor dev_images = S.device == Device::CPU ? images : images.to(S.device);
   Tensor order({n}, DType::I32);
   Tensor dev_order = S.device == Device::CPU ? order : Tensor({n}, DType::I32, S.device);
-  const std::int64_t steps = n / batch;
+  BatchSource src;
+  src.steps = n / batch;
+  src.begin = [&](int epoch) {
+    // A permutation per epoch from (seed, epoch): runs repeat exactly.
+    auto* idx = static_cast<std::int32_t*>(order.data());
+    std::iota(idx, idx + n, 0);
+    std::mt19937_64 rng(cfg.train.seed * 1000003ull + static_cast<std::uint64_t>(epoch));
+    std::shuffle(idx, idx + n, rng);
+    if (S.device != Device::CPU) dev_order.copy_from(order);
+  };
+  src.feed = [&](Executor& ex, std::int64_t s) {
+    if (s >= src.steps) return false;
+    ex.gather_input("x", dev_images, dev_order, s * batch);
+    return true;
+  };
+  run_training(src, val_images, progress);
+}
+
+void Autoencoder::train(ImageStream& stream, const Tensor& validation,
+                        const std::function<void(const TrainProgress&)>& progress) {
+  State& S = *s_;
+  const auto& cfg = S.cfg;
+  const std::int64_t d = cfg.model.layers.front();
+  CUAE_CHECK(stream.spec().features() == d, "the image stream gives " + std::to_string(stream.spec().features()) +
+                                                " values per image, the model's input has " + std::to_string(d));
+  CUAE_CHECK(stream.batch_size() == cfg.train.batch_size,
+             "the image stream's batch size " + std::to_string(stream.batch_size()) + " differs from [train] batch_size " +
+                 std::to_string(cfg.train.batch_size));
+  CUAE_CHECK(stream.size() >= cfg.train.batch_size, "the image stream has " + std::to_string(stream.size()) +
+                                                        " files, fewer than one batch of " + std::to_string(cfg.train.batch_size));
+  ensure_trainer();
+  const std::int64_t batch = cfg.train.batch_size;
+  BatchSource src;
+  src.steps = stream.batches_per_epoch();
+  src.begin = [&](int epoch) { stream.start_epoch(epoch); };
+  src.feed = [&](Executor& ex, std::int64_t) {
+    // The previous batch's copy must have read its host buffer before the stream reuses it; the
+    // device may still be computing on it.
+    ex.wait_inputs_read();
+    int count = 0;
+    const float* rows = stream.next(&count);
+    // A last partial batch is left out, as with in-memory data (the graph's batch is fixed).
+    if (!rows || count < batch) return false;
+    ex.set_input("x", Tensor::view(const_cast<float*>(rows), {batch, d}, DType::F32, Device::CPU));
+    return true;
+  };
+  run_training(src, validation, progress);
+}
+
+void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
+                               const std::function<void(const TrainProgress&)>& progress) {
+  State& S = *s_;
+  const auto& cfg = S.cfg;
+  Executor& ex = *S.trainer;
+  const std::int64_t batch = cfg.train.batch_size;
+  const bool validate = val_images.rank() == 2 && val_images.dim(0) > 0;
+  const std::int64_t steps = src.steps;
   const int epochs = cfg.train.epochs;
   const std::int64_t total = steps * epochs;
   std::int64_t done = 0;
@@ -196,70 +264,72 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
   std::map<std::string, Tensor> best;
   bool stop = false;
   for (int e = 0; e < epochs && !stop; ++e) {
-    // A permutation per epoch from (seed, epoch): runs repeat exactly.
-    auto* idx = static_cast<std::int32_t*>(order.data());
-    std::iota(idx, idx + n, 0);
-    std::mt19937_64 rng(cfg.train.seed * 1000003ull + static_cast<std::uint64_t>(S.epochs_done));
-    std::shuffle(idx, idx + n, rng);
-    if (S.device != Device::CPU) dev_order.copy_from(order);
+    src.begin(S.epochs_done);
     double epoch_sum = 0.0;
     std::int64_t epoch_count = 0;
     auto t_last = Clock::now();
     std::int64_t steps_last = 0;
-    for (std::int64_t s = 0; s < steps; ++s) {
-      ex.gather_input("x", dev_images, dev_order, s * batch);
+    double last_loss = 0.0;
+    // Drains the losses so far and reports; at the epoch's end also validates.
+    auto report = [&](std::int64_t s, bool end) {
+      const auto losses = ex.drain_losses();  // synchronises: the timing below is honest
+      double sum = 0.0;
+      for (float l : losses) sum += l;
+      for (float l : losses)
+        if (!std::isfinite(l))
+          throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " + std::to_string(S.epochs_done + 1) +
+                      ", step " + std::to_string(s) + " (lower optimizer.lr?)");
+      epoch_sum += sum;
+      epoch_count += static_cast<std::int64_t>(losses.size());
+      if (!losses.empty()) last_loss = sum / static_cast<double>(losses.size());
+      const auto now = Clock::now();
+      const double dt = std::chrono::duration<double>(now - t_last).count();
+      const double elapsed = std::chrono::duration<double>(now - t0).count();
+      TrainProgress p;
+      p.epoch = first_epoch + e + 1;
+      p.epochs = first_epoch + epochs;
+      p.step = s;
+      p.steps_per_epoch = steps;
+      p.global_step = ex.step();
+      p.loss = last_loss;
+      p.epoch_loss = epoch_count ? epoch_sum / static_cast<double>(epoch_count) : 0.0;
+      p.images_per_sec = dt > 0 ? static_cast<double>(steps_last * batch) / dt : 0.0;
+      p.elapsed_sec = elapsed;
+      p.eta_sec = done ? elapsed / static_cast<double>(done) * static_cast<double>(std::max<std::int64_t>(total - done, 0)) : 0.0;
+      p.epoch_end = end;
+      if (end) ++S.epochs_done;
+      S.infer_stale = true;  // the callback may evaluate the model as it is now
+      if (end && validate) {
+        p.val_loss = loss(val_images);
+        if (p.val_loss < best_val) {
+          best_val = p.val_loss;
+          best_epoch = S.epochs_done;
+          best_step = ex.step();
+          since_best = 0;
+          p.improved = true;
+          if (cfg.train.patience > 0) best = S.current_tensors();
+        } else {
+          ++since_best;
+        }
+        p.best_epoch = best_epoch;
+        stop = cfg.train.patience > 0 && since_best >= cfg.train.patience;
+        p.stopping = stop;
+      }
+      if (progress) progress(p);
+      t_last = now;
+      steps_last = 0;
+    };
+    std::int64_t s = 0;
+    while (src.feed(ex, s)) {
       ex.train_step();
+      ++s;
       ++done;
       ++steps_last;
-      const bool end = s + 1 == steps;
-      if (((s + 1) % cfg.train.log_every == 0) || end) {
-        const auto losses = ex.drain_losses();  // synchronises: the timing below is honest
-        double sum = 0.0;
-        for (float l : losses) sum += l;
-        for (float l : losses)
-          if (!std::isfinite(l))
-            throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " + std::to_string(S.epochs_done + 1) +
-                        ", step " + std::to_string(s + 1) + " (lower optimizer.lr?)");
-        epoch_sum += sum;
-        epoch_count += static_cast<std::int64_t>(losses.size());
-        const auto now = Clock::now();
-        const double dt = std::chrono::duration<double>(now - t_last).count();
-        const double elapsed = std::chrono::duration<double>(now - t0).count();
-        TrainProgress p;
-        p.epoch = first_epoch + e + 1;
-        p.epochs = first_epoch + epochs;
-        p.step = s + 1;
-        p.steps_per_epoch = steps;
-        p.global_step = ex.step();
-        p.loss = losses.empty() ? 0.0 : sum / static_cast<double>(losses.size());
-        p.epoch_loss = epoch_count ? epoch_sum / static_cast<double>(epoch_count) : 0.0;
-        p.images_per_sec = dt > 0 ? static_cast<double>(steps_last * batch) / dt : 0.0;
-        p.elapsed_sec = elapsed;
-        p.eta_sec = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-        p.epoch_end = end;
-        if (end) ++S.epochs_done;
-        S.infer_stale = true;  // the callback may evaluate the model as it is now
-        if (end && n_val) {
-          p.val_loss = loss(val_images);
-          if (p.val_loss < best_val) {
-            best_val = p.val_loss;
-            best_epoch = S.epochs_done;
-            best_step = ex.step();
-            since_best = 0;
-            p.improved = true;
-            if (cfg.train.patience > 0) best = S.current_tensors();
-          } else {
-            ++since_best;
-          }
-          p.best_epoch = best_epoch;
-          stop = cfg.train.patience > 0 && since_best >= cfg.train.patience;
-          p.stopping = stop;
-        }
-        if (progress) progress(p);
-        t_last = now;
-        steps_last = 0;
-      }
+      // A periodic report, except on the last step (the epoch's report covers it).
+      if (s % cfg.train.log_every == 0 && s < steps) report(s, false);
     }
+    CUAE_CHECK(s > 0, "an epoch produced no full batch (every image skipped?)");
+    report(s, true);
   }
   // Early stopping keeps the best epoch's model, optimizer state included.
   if (cfg.train.patience > 0 && !best.empty() && best_epoch != S.epochs_done) {

@@ -1,24 +1,9 @@
 // The deep (stacked, symmetric) autoencoder's graph.
 #include "cuae/autoencoder.hpp"
+#include "host/models/init.hpp"
 
 namespace cuae {
 
-namespace {
-// Glorot for saturating and linear units, He for the ReLU family (including GELU). Sigmoid layers
-// get Glorot's gain 4: the logistic's slope at 0 is 1/4, and with gain 1 a deep sigmoid stack
-// starts in its near-linear, small-gradient region (measured on the 784-1000-500-250-30 network:
-// test BCE/image 255.7 after two epochs with gain 1, 229.0 with gain 4).
-Init weight_init(Activation act, std::int64_t fan_in, std::int64_t fan_out) {
-  switch (act) {
-    case Activation::ReLU:
-    case Activation::LeakyReLU:
-    case Activation::GELU: return Init::he_uniform(fan_in);
-    case Activation::Tanh: return Init::glorot_uniform(fan_in, fan_out, 5.0f / 3.0f);
-    case Activation::Sigmoid: return Init::glorot_uniform(fan_in, fan_out, 4.0f);
-    default: return Init::glorot_uniform(fan_in, fan_out);
-  }
-}
-}  // namespace
 
 DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
                                             int jacobian_layer) {
@@ -101,6 +86,16 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
     g.mark_output(m.recon);
   }
   return m;
+}
+
+}  // namespace cuae
+
+namespace cuae {
+
+DeepAutoencoderGraph build_autoencoder(const Config& config, std::int64_t batch, GraphMode mode, int jacobian_layer) {
+  if (config.model.type == "conv") return build_conv_autoencoder(config, batch, mode, jacobian_layer);
+  CUAE_CHECK(config.model.type == "deep", "unknown model type \"" + config.model.type + "\" (expected deep or conv)");
+  return build_deep_autoencoder(config, batch, mode, jacobian_layer);
 }
 
 }  // namespace cuae

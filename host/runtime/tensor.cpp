@@ -36,6 +36,24 @@ std::int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+void* alloc_host_buffer(std::size_t bytes, Device device) {
+  if (bytes == 0) return nullptr;
+  if (device == Device::CUDA) {
+    void* p = nullptr;
+    CUAE_CUDA_CHECK(cudaMallocHost(&p, bytes));
+    return p;
+  }
+  void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  if (!p) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  return p;
+}
+
+void free_host_buffer(void* p, Device device) {
+  if (!p) return;
+  if (device == Device::CUDA) cudaFreeHost(p);
+  else std::free(p);
+}
+
 bool cuda_available() {
   static const bool available = [] {
     int n = 0;

@@ -26,6 +26,7 @@
 #include "cuae/data.hpp"
 #include "cuae/executor.hpp"
 #include "cuae/graph.hpp"
+#include "cuae/images.hpp"
 
 namespace cuae {
 
@@ -69,6 +70,15 @@ struct CUAE_API DeepAutoencoderGraph {
 };
 CUAE_API DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
                                                      int jacobian_layer = -1);
+// The convolutional autoencoder (model.type = "conv"): the same interface, with the input and the
+// reconstruction as flattened HWC rows [batch, C·H·W] (reshaped to NHWC inside the graph at no
+// cost), `layers` the encoder blocks' outputs flattened, and the code [batch, code] (or the last
+// block's feature map, flattened, without a dense bottleneck).
+CUAE_API DeepAutoencoderGraph build_conv_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
+                                                     int jacobian_layer = -1);
+// Either of the two, by model.type.
+CUAE_API DeepAutoencoderGraph build_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
+                                                int jacobian_layer = -1);
 
 // Corrupts images [N, D] (host) as a denoising autoencoder's input is corrupted in training, with
 // the same counter-based generator, keyed by seed: the same call gives the same images.
@@ -119,6 +129,11 @@ class CUAE_API Autoencoder {
   // training stops once that many epochs passed without improvement, and the model (weights and
   // optimizer state) is rolled back to the best epoch.
   void train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress = {});
+  // Trains on batches decoded on the stream's background threads (an image collection larger than
+  // memory): the stream's batch size must be [train] batch_size (a last partial batch is left
+  // out); validation images [N, D] (host, may be empty) are scored after every epoch as above.
+  void train(ImageStream& stream, const Tensor& validation,
+             const std::function<void(const TrainProgress&)>& progress = {});
 
   Tensor encode(const Tensor& images);       // [N, layers[0]] -> [N, code] (host)
   // The output of one encoder layer ("code" or "encoder.N"), [N, width] (host).
@@ -135,8 +150,12 @@ class CUAE_API Autoencoder {
   void save(const std::string& path);
 
   struct State;
+  struct BatchSource;
 
  private:
+  void ensure_trainer();
+  void run_training(const BatchSource& src, const Tensor& validation,
+                    const std::function<void(const TrainProgress&)>& progress);
   explicit Autoencoder(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
 };

@@ -10,6 +10,26 @@
 //   dropout = 0.0                 # inverted dropout on every hidden layer's output during training
 //                                 # (not on the code, not on the reconstruction)
 //
+//   A convolutional autoencoder (type = "conv") replaces `layers` with:
+//   type = "conv"
+//   input = [1, 28, 28]           # channels, height, width of the images (rows are HWC-flattened)
+//   code = 30                     # a dense bottleneck of this width after the last encoder block
+//                                 # (0: the last block's feature map is the code)
+//   [[model.encoder]]             # one table per block: conv -> activation -> optional pool
+//   channels = 32                 # output channels
+//   kernel = 3, stride = 1, dilation = 1
+//   padding = -1                  # -1: dilation·(kernel−1)/2 ("same" size at stride 1)
+//   pool = "none"                 # none | max | avg, window = stride = pool_size
+//   pool_size = 2
+//   [[model.decoder]]             # optional; without it the decoder mirrors the encoder: each
+//                                 # pool undone (max: unpooling with the pool's indices, avg:
+//                                 # nearest upsampling) and each conv transposed back to its input
+//   type = "deconv"               # deconv | conv | upsample | unpool
+//   channels, kernel, stride, padding, dilation as above; output_padding = 0 (deconv)
+//   mode = "nearest", scale = 2   # upsample: nearest | bilinear, integer factor
+//   The last decoder block must be a conv or deconv producing the input's channels; every shape is
+//   inferred, and a shape that does not work is an error listing the shape after every layer.
+//
 //   [noise]                       # denoising autoencoder: corrupt the input, reconstruct the clean one
 //   type = "none"                 # none | mask | gaussian | salt_pepper
 //   level = 0.3                   # mask, salt_pepper: fraction of pixels; gaussian: σ
@@ -49,9 +69,19 @@
 //                                 # validation loss and keep the best weights (0 = off)
 //
 //   [data]
-//   dataset = "fashion-mnist"     # fashion-mnist | idx
+//   dataset = "fashion-mnist"     # fashion-mnist | idx | images | cifar10
 //   dir = "/usr/share/datasets/fashion-mnist"   # default: $CUAE_FASHION_MNIST_DIR if set
 //   train_images = "", train_labels = "", test_images = "", test_labels = ""   # for dataset = "idx"
+//                                 # cifar10: dir holds data_batch_1..5.bin and test_batch.bin
+//   train_dir = "", test_dir = "" # images: folders of PNG/JPEG files (searched recursively)
+//   image_size = [3, 128, 128]    # images: channels, height, width (default: a conv model's input)
+//   fit = "crop"                  # images: crop (scale the short side, cut the centre) | resize
+//   on_error = "stop"             # images: stop at an unreadable image, or skip it (logged, counted)
+//   stream = false                # images: decode on background threads while training, into
+//                                 # pinned memory, instead of decoding everything first (for
+//                                 # collections larger than memory)
+//   threads = 0, prefetch = 4     # images: decoding threads (0: all but one core), batches ahead
+//   max_test = 0                  # evaluate on the first N test images only (0 = all)
 //
 //   [output]
 //   dir = "runs/default"          # checkpoint.safetensors, reconstructions.png, metrics.csv
@@ -70,9 +100,31 @@
 
 namespace cuae {
 
+// One block of a convolutional autoencoder (see the [[model.encoder]] comment above).
+struct CUAE_API ConvBlockConfig {
+  std::string type = "conv";      // encoder: conv; decoder: deconv | conv | upsample | unpool
+  int channels = 0;
+  int kernel = 3;
+  int stride = 1;
+  int padding = -1;               // -1: dilation·(kernel−1)/2
+  int dilation = 1;
+  int output_padding = 0;         // deconv
+  std::string pool = "none";      // encoder: none | max | avg
+  int pool_size = 2;
+  std::string mode = "nearest";   // upsample: nearest | bilinear
+  int scale = 2;                  // upsample
+  int pad() const { return padding >= 0 ? padding : dilation * (kernel - 1) / 2; }
+};
+
 struct CUAE_API ModelConfig {
-  std::string type = "deep";
+  std::string type = "deep";      // deep | conv
+  // deep: the widths, input first. conv: derived from the shapes (input C·H·W, the flattened size
+  // after each encoder block, then the code), so every per-layer option (sparsity and contractive
+  // layers, encode, activations) addresses conv and deep models alike.
   std::vector<std::int64_t> layers;
+  std::vector<std::int64_t> input;            // conv: [channels, height, width]
+  std::vector<ConvBlockConfig> encoder, decoder;
+  std::int64_t code = 0;                      // conv: dense bottleneck width (0 = none)
   Activation activation = Activation::Sigmoid;
   Activation code_activation = Activation::Identity;
   Activation output_activation = Activation::Sigmoid;
@@ -123,6 +175,14 @@ struct CUAE_API DataConfig {
   std::string dataset = "fashion-mnist";
   std::string dir = default_fashion_mnist_dir();  // $CUAE_FASHION_MNIST_DIR, else Debian's location
   std::string train_images, train_labels, test_images, test_labels;
+  std::string train_dir, test_dir;
+  std::vector<std::int64_t> image_size;
+  std::string fit = "crop";
+  std::string on_error = "stop";
+  bool stream = false;
+  int threads = 0;
+  int prefetch = 4;
+  std::int64_t max_test = 0;
 };
 
 struct CUAE_API OutputConfig {
@@ -151,5 +211,22 @@ CUAE_API Device resolve_device(const std::string& device);
 // The encoder layer a layer name ("code" or "encoder.N") refers to, in [0, depth); throws naming
 // `what` (e.g. "[sparsity] layer") when there is no such layer.
 CUAE_API int encoder_layer_index(const ModelConfig& model, const std::string& layer, const std::string& what);
+
+// The layers of a convolutional model with their output shapes ([H, W, C] for feature maps, [D]
+// for dense layers) and parameter counts, input first, as the model builder will create them.
+// Throws cuae::Error naming the first layer whose shape does not work, with the table of shapes so
+// far (and the input) in the message.
+struct CUAE_API LayerShape {
+  std::string name;        // "encoder.0", "encoder.0.pool", "decoder.2", ...
+  std::string what;        // "conv 3x3/2 pad 1, relu", "max pool 2x2", ...
+  std::vector<std::int64_t> shape;
+  std::int64_t params = 0;
+};
+// logits: the last layer emits logits (loss bce), so its activation is the identity.
+CUAE_API std::vector<LayerShape> conv_layer_shapes(const ModelConfig& model, bool logits = false);
+// model.layers of a conv model: C·H·W, then the flattened size after each encoder block, then the
+// code width when there is a dense bottleneck.
+CUAE_API std::vector<std::int64_t> conv_stage_widths(const ModelConfig& model);
+CUAE_API std::string format_layer_shapes(const std::vector<LayerShape>& layers);
 
 }  // namespace cuae

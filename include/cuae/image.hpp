@@ -2,7 +2,8 @@
 // image-folder datasets), on libpng.
 //
 // Pixel buffers are 8-bit, interleaved (row-major, channels last: RGBRGB...). Tensors of images
-// are float, channel-planar (C, H, W) per image as in [N, C, H, W], values in [0, 1].
+// are float, values in [0, 1]: either rows [N, H·W·C] in the engine's layout (channels last, as
+// datasets and models hold them) or channel-planar [N, C, H, W].
 // Every function throws cuae::Error naming the file on failure.
 #pragma once
 
@@ -22,8 +23,8 @@ CUAE_API void write_png(const std::string& path, const std::vector<std::uint8_t>
                         int channels);
 
 // Tiles images into one PNG: grid_rows x grid_cols cells filled in row-major order, each image
-// h x w with `channels` (1 or 3) planes, `padding` pixels of pad_value between cells and around the
-// border. `images` is [N, C*H*W] (e.g. [N, 784]) or [N, C, H, W], float32, on the CPU or CUDA
+// h x w with `channels` (1 or 3), `padding` pixels of pad_value between cells and around the
+// border. `images` is [N, H*W*C] rows, channels last (e.g. [N, 784]), or planar [N, C, H, W], float32, on the CPU or CUDA
 // (copied to the host); values are clamped to [0, 1] (NaN draws as 0) and rounded to 0..255.
 // N may be smaller than the grid (empty cells show pad_value) but not larger.
 // Example, test images above their reconstructions: stack [x[0:8]; x_hat[0:8]] as [16, 784] and

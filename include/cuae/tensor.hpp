@@ -30,6 +30,12 @@ CUAE_API std::int64_t shape_numel(const Shape& s);
 // True when a CUDA device is present and usable (false on machines without a GPU or driver).
 CUAE_API bool cuda_available();
 
+// Host memory for buffers the device copies from: page-locked (pinned) when `device` is CUDA, so
+// host-to-device copies run asynchronously at full bus speed; plain 256-byte-aligned memory for the
+// CPU. Free with free_host_buffer(p, device) (the same device).
+CUAE_API void* alloc_host_buffer(std::size_t bytes, Device device);
+CUAE_API void free_host_buffer(void* p, Device device);
+
 class CUAE_API Tensor {
  public:
   Tensor() = default;
