@@ -279,7 +279,9 @@ struct ContractivePenalty {
 // A transposed convolution (deconvolution) is described by the convolution it is the transpose of:
 // it maps [n, p, q, k] back to [n, h, w, c] with the same filter, and h, w are given explicitly
 // (h − ((p − 1)·stride_h − 2·pad_h + dil_h·(r − 1) + 1) is PyTorch's output_padding, in
-// [0, max(stride_h, dil_h)) ), so every (h, w) that maps to (p, q) is expressible.
+// [0, stride_h): a larger one would not map back to p), so every (h, w) that maps to (p, q) is
+// expressible. (PyTorch also accepts output_padding up to the dilation; such outputs have no
+// convolution they are the transpose of, and are rejected here.)
 struct ConvGeom {
   int n = 0, h = 0, w = 0, c = 0;   // convolution input (deconvolution output)
   int k = 0, r = 0, s = 0;          // output channels, filter height, filter width

@@ -335,9 +335,9 @@ Value Graph::conv_transpose2d(Value x, Value w, Value b, Activation act, const C
                  " [K,R,S,C] must be 4-D with the same K");
   CUAE_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.dil_h > 0 && o.dil_w > 0 && o.pad_h >= 0 && o.pad_w >= 0,
              nm + ": " + conv_opts_str(o, true) + ": stride and dilation must be positive, padding >= 0");
-  const int maxh = std::max(o.stride_h, o.dil_h), maxw = std::max(o.stride_w, o.dil_w);
-  CUAE_CHECK(o.out_pad_h >= 0 && o.out_pad_h < maxh && o.out_pad_w >= 0 && o.out_pad_w < maxw,
-             nm + ": " + conv_opts_str(o, true) + ": output padding must lie in [0, max(stride, dilation))");
+  // A larger output padding would give an output no convolution with these options maps back to x.
+  CUAE_CHECK(o.out_pad_h >= 0 && o.out_pad_h < o.stride_h && o.out_pad_w >= 0 && o.out_pad_w < o.stride_w,
+             nm + ": " + conv_opts_str(o, true) + ": output padding must lie in [0, stride)");
   const int r = static_cast<int>(wi.shape[1]), sw = static_cast<int>(wi.shape[2]);
   const int h = kern::deconv_out_extent(static_cast<int>(xs[1]), r, o.stride_h, o.pad_h, o.dil_h, o.out_pad_h);
   const int wd = kern::deconv_out_extent(static_cast<int>(xs[2]), sw, o.stride_w, o.pad_w, o.dil_w, o.out_pad_w);

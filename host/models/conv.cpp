@@ -163,7 +163,7 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
       fail(nm, "channels, kernel, stride and dilation must be > 0 and padding >= 0");
     int h, w;
     if (transposed) {
-      if (out_pad < 0 || out_pad >= std::max(stride, dil)) fail(nm, "output_padding must lie in [0, max(stride, dilation))");
+      if (out_pad < 0 || out_pad >= stride) fail(nm, "output_padding must lie in [0, stride)");
       h = kern::deconv_out_extent(static_cast<int>(cur[0]), kernel, stride, pad, dil, out_pad);
       w = kern::deconv_out_extent(static_cast<int>(cur[1]), kernel, stride, pad, dil, out_pad);
       if (h <= 0 || w <= 0 || kern::conv_out_extent(h, kernel, stride, pad, dil) != cur[0] ||

@@ -38,7 +38,7 @@ enum class UpsampleMode { Nearest, Bilinear };
 
 // A convolution's stride, zero padding and dilation per axis (height, width), and for a transposed
 // convolution its output padding (the extra rows/columns at the bottom/right that make the output
-// the size wanted; PyTorch's output_padding).
+// the size wanted; PyTorch's output_padding, here in [0, stride)).
 struct CUAE_API Conv2dOptions {
   int stride_h = 1, stride_w = 1;
   int pad_h = 0, pad_w = 0;
