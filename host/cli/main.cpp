@@ -135,8 +135,11 @@ cuae::ReconMetrics pca_baseline(const cuae::Dataset& train, const cuae::Dataset&
 
 // Test images (top row of each pair) above their reconstructions.
 void write_grid(const std::string& path, const cuae::Dataset& test, const cuae::Tensor& recon) {
-  const int per_row = 16, pairs = 4;
+  // Up to 4 pairs of rows of 16 (fewer for a small test set; large images get 8 per row).
   const std::int64_t d = test.features();
+  const int per_row = static_cast<int>(std::min<std::int64_t>(d > 64 * 64 * 3 ? 8 : 16, test.size()));
+  const int pairs = static_cast<int>(std::min<std::int64_t>(4, test.size() / std::max(per_row, 1)));
+  if (per_row == 0 || pairs == 0) return;
   cuae::Tensor grid({per_row * pairs * 2, d});
   for (int p = 0; p < pairs; ++p)
     for (int j = 0; j < per_row; ++j) {
@@ -272,17 +275,21 @@ int cmd_eval(const Args& a) {
   const cuae::Device dev = cuae::resolve_device(a.get("device", "auto"));
   cuae::Autoencoder ae = cuae::Autoencoder::load(path, dev);
   const cuae::Config& cfg = ae.config();
-  auto [train, test] = load_data(cfg);
+  // The training set only for the PCA baseline.
+  auto [train, test] = load_data(cfg, a.has("pca"));
   const cuae::ReconMetrics m = ae.evaluate(test.images);
   std::printf("%s: step %lld, epoch %d, test set %s (%lld images)\n", path.c_str(), static_cast<long long>(ae.step()),
               ae.epochs_done(), test.name.c_str(), static_cast<long long>(m.images));
   print_metrics("autoencoder", m);
-  if (a.has("pca") && cfg.model.layers.back() < cfg.model.layers.front()) {
+  if (a.has("pca") && cfg.model.layers.back() < cfg.model.layers.front() && train.size() > 0) {
     const int k = static_cast<int>(cfg.model.layers.back());
     print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca_baseline(train, test, k));
   }
-  const std::string jl = a.get("jacobian", cfg.contractive.weight > 0.0f ? cfg.contractive.layer : "encoder.0");
-  if (layer_activation(cfg.model, jl) != cuae::Activation::GELU)
+  // The Jacobian norm of a dense layer: by default the contractive layer, else a dense model's
+  // first layer (a conv model's only dense encoder layer is its code, named with --jacobian).
+  const bool conv = cfg.model.type == "conv";
+  const std::string jl = a.get("jacobian", cfg.contractive.weight > 0.0f ? cfg.contractive.layer : conv ? "" : "encoder.0");
+  if (!jl.empty() && layer_activation(cfg.model, jl) != cuae::Activation::GELU)
     std::printf("  mean ||dh/dx||_F^2 of %s: %.4f\n", jl.c_str(), ae.jacobian_norm(test.images, jl));
   if (cfg.sparsity.type != cuae::SparsityConfig::Kind::None) {
     const cuae::Tensor h = ae.activations(test.images, cfg.sparsity.layer);

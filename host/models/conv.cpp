@@ -215,12 +215,13 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
         if (L[t].name == "encoder." + std::to_string(i)) conv_at = static_cast<int>(t);
         if (L[t].name == "encoder." + std::to_string(i) + ".pool") pool_at = static_cast<int>(t);
       }
-      const Layer& conv = L[static_cast<std::size_t>(conv_at)];
+      // Copies: adding layers below may reallocate L.
+      const Shape conv_in = L[static_cast<std::size_t>(conv_at)].in, conv_out = L[static_cast<std::size_t>(conv_at)].out;
       if (pool_at >= 0) {
         if (L[static_cast<std::size_t>(pool_at)].kind == Layer::Kind::MaxPool) add_unpool(pool_at);
-        else add_upsample(static_cast<int>(conv.out[0]), static_cast<int>(conv.out[1]), UpsampleMode::Nearest);
+        else add_upsample(static_cast<int>(conv_out[0]), static_cast<int>(conv_out[1]), UpsampleMode::Nearest);
       }
-      const Shape target = conv.in;
+      const Shape target = conv_in;
       const int out_pad = static_cast<int>(target[0]) -
                           kern::deconv_out_extent(static_cast<int>(cur[0]), b.kernel, b.stride, b.pad(), b.dilation, 0);
       const bool first = i == 0;
