@@ -454,6 +454,53 @@ struct UpsampleBackward {
   bool acc_dx = false;
 };
 
+// ------------------------------------------------------------------------------------------------
+// Variational autoencoders: a diagonal Gaussian encoder head q(z|x) = N(μ, diag σ²).
+// ------------------------------------------------------------------------------------------------
+
+// Reparameterization. stats [m, 2d]: row i holds μ_i in columns [0, d) and log σ²_i in [d, 2d).
+//   z [m, d] = μ + exp(½·log σ²)·ε,   ε_ij the standard normal of element e = i·d + j drawn from
+//   (seed, step) exactly as Corrupt's Gaussian noise draws its element e (philox_normal2 on words
+//   (0, 1) and (2, 3) of group e/4), so both backends draw the same ε (to a few ulp).
+// eps [m, d] receives ε when non-null. With sample = false nothing is drawn: z = μ (the posterior
+// mean, for encoding) and eps is not written.
+struct Reparameterize {
+  const float* stats = nullptr;
+  float* z = nullptr;
+  float* eps = nullptr;
+  int m = 0, d = 0;
+  bool sample = true;
+  std::uint64_t seed = 0, step = 0;
+};
+// Backward of Reparameterize (sample = true): ε is drawn again from (seed, step), not stored:
+//   dstats[i, j]     (+)= dz[i, j]
+//   dstats[i, d + j] (+)= dz[i, j]·ε_ij·½·exp(½·log σ²_ij)
+// acc adds into dstats (both halves) instead of overwriting.
+struct ReparameterizeBackward {
+  const float* dz = nullptr;
+  const float* stats = nullptr;
+  float* dstats = nullptr;
+  int m = 0, d = 0;
+  bool acc = false;
+  std::uint64_t seed = 0, step = 0;
+};
+
+// KL(N(μ, σ²) ‖ N(0, I)) of each row, value and gradient in one op, stats as above:
+//   kl_i      = −½·Σ_j (1 + lv_ij − μ_ij² − exp(lv_ij))
+//   loss[0]   = weight/m · Σ_i kl_i                       (written, never accumulated)
+//   grad μ_ij (+)= weight/m · μ_ij;   grad lv_ij (+)= weight/m · ½·(exp(lv_ij) − 1)
+// grad [m, 2d] may be null (value only); per_row [m] receives kl_i (unweighted) when non-null.
+// The sum over rows is deterministic on both backends.
+struct GaussianKL {
+  const float* stats = nullptr;
+  float* grad = nullptr;
+  float* loss = nullptr;
+  float* per_row = nullptr;
+  int m = 0, d = 0;
+  float weight = 1.0f;
+  bool acc_grad = false;
+};
+
 // name, argument struct. Add an op here, then in both kernels/cpu and kernels/cuda.
 #define CUAE_OP_TABLE(X)              \
   X(dense_forward, DenseForward)      \
@@ -481,7 +528,10 @@ struct UpsampleBackward {
   X(avg_pool_forward, AvgPool)        \
   X(avg_pool_backward, AvgPoolBackward) \
   X(upsample_forward, Upsample)       \
-  X(upsample_backward, UpsampleBackward)
+  X(upsample_backward, UpsampleBackward) \
+  X(reparameterize, Reparameterize)   \
+  X(reparameterize_backward, ReparameterizeBackward) \
+  X(gaussian_kl, GaussianKL)
 
 #define CUAE_DECLARE_OP(name, A) void name(const Context& ctx, const A& a);
 namespace cpu {
