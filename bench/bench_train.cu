@@ -1,8 +1,9 @@
-// Training throughput of convolutional autoencoders: whole optimizer steps (forward, backward,
-// Adam) of the executor on CUDA at 1x28x28 (configs/conv.toml's network), 3x128x128 and
-// 3x256x256, in images per second, with the planned memory and the device memory the process
-// actually peaked at. The dense deep autoencoder of configs/deep.toml is timed beside them (the
-// same code width, 30).
+// Training throughput: whole optimizer steps (forward, backward, Adam) of the executor on CUDA,
+// in images per second, with the planned memory and the device memory the executor took.
+//   - convolutional autoencoders at 1x28x28 (configs/conv.toml's network), 3x128x128 and
+//     3x256x256, beside the dense deep autoencoder of configs/deep.toml (the same code width, 30);
+//   - the VAE of configs/vae.toml (784-400-20) beside the plain autoencoder of the same shape, and
+//     the convolutional VAE of configs/conv-vae.toml.
 //
 // A step is timed on the executor's own stream by synchronising around a run of steps (the loss
 // stays on the device: no per-step host sync), median of the repetitions; the steps run on a
@@ -21,8 +22,8 @@
 namespace cuae::bench {
 namespace {
 
-std::string conv_model(int c, int hw, int code, const char* blocks) {
-  return "[model]\ntype = \"conv\"\ninput = [" + std::to_string(c) + ", " + std::to_string(hw) + ", " +
+std::string conv_model(int c, int hw, int code, const char* blocks, bool variational = false) {
+  return std::string("[model]\ntype = \"conv\"\n") + (variational ? "variational = true\n" : "") + "input = [" + std::to_string(c) + ", " + std::to_string(hw) + ", " +
          std::to_string(hw) + "]\ncode = " + std::to_string(code) +
          "\nactivation = \"relu\"\noutput_activation = \"sigmoid\"\n" + blocks +
          "[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\nlr = 1e-3\n";
@@ -93,6 +94,13 @@ void register_all() {
        256},
       {"conv_3x128x128", conv_model(3, 128, 256, kLargeBlocks), 64},
       {"conv_3x256x256", conv_model(3, 256, 256, kLargeBlocks), 16},
+      {"vae_784_400_20", std::string("[model]\ntype = \"deep\"\nvariational = true\nlayers = [784, 400, 20]\n"
+                                     "activation = \"relu\"\n[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n"),
+       128},
+      {"ae_784_400_20", std::string("[model]\ntype = \"deep\"\nlayers = [784, 400, 20]\n"
+                                    "activation = \"relu\"\n[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n"),
+       128},
+      {"conv_vae_1x28x28", conv_model(1, 28, 16, kMnistBlocks, true), 256},
   };
   for (const Case& c : cases)
     for (bool tf32 : {false, true})
@@ -109,5 +117,5 @@ void register_all() {
 }  // namespace cuae::bench
 
 int main(int argc, char** argv) {
-  return cuae::bench::bench_main(argc, argv, "bench_conv_train", false, cuae::bench::register_all, [] {});
+  return cuae::bench::bench_main(argc, argv, "bench_train", false, cuae::bench::register_all, [] {});
 }

@@ -24,10 +24,11 @@ commands:
            train an autoencoder; writes DIR/checkpoint.safetensors, DIR/reconstructions.png,
            DIR/metrics.csv and reports test reconstruction error beside the PCA baseline
            with [train] validation and patience: early stopping, DIR/best.safetensors
-  eval     --checkpoint FILE [--device D] [--pca] [--jacobian LAYER]
+  eval     --checkpoint FILE [--device D] [--pca] [--jacobian LAYER] [--samples K]
            test-set reconstruction error of a checkpoint (and the PCA baseline with --pca), the
            mean squared Frobenius norm of an encoder layer's Jacobian (the contractive layer, or
-           encoder.0), and the sparse layer's mean activation
+           encoder.0), the sparse layer's mean activation, and a VAE's test ELBO and
+           importance-weighted bound on log p(x) with K samples (default [vae] samples)
   denoise  --checkpoint FILE [--noise mask|gaussian|salt_pepper] [--level L] [--seed S]
            [--out PNG] [--device D]
            corrupts the test images (by default as in training), reconstructs them, reports the
@@ -37,6 +38,13 @@ commands:
   summary  --config FILE [--graph]
            layers, shapes, parameter counts and the planned memory of a training step (peak
            arena, parameters, optimizer state); --graph also lists every graph node
+  sample   --checkpoint FILE [--n N] [--seed S] [--out PNG] [--device D]
+           a VAE's samples: z ~ N(0, I) decoded into a PNG grid; reports the pixel variance across
+           the samples and their distance to the nearest training image
+  interpolate --checkpoint FILE [--from I] [--to J] [--steps N] [--out PNG] [--device D]
+           decodes the line between the codes of test images I and J into a PNG strip
+  scatter  --checkpoint FILE [--out PNG] [--device D]
+           a 2-dimensional latent space: the test images' codes as a PNG scatter coloured by label
   version  print the version and the devices found
 )";
 
@@ -305,6 +313,141 @@ int cmd_eval(const Args& a) {
     if (cfg.sparsity.type == cuae::SparsityConfig::Kind::KL) std::printf(" (target %.4f)", static_cast<double>(cfg.sparsity.target));
     std::printf(", nonzero units per image %.2f of %lld\n", static_cast<double>(nonzero) / rows, static_cast<long long>(h.dim(1)));
   }
+  if (cfg.model.variational) {
+    const int k = a.has("samples") ? static_cast<int>(a.integer("samples")) : cfg.vae.samples;
+    const cuae::VaeBounds b = ae.vae_bounds(test.images, k);
+    std::printf("  VAE, nats per image: ELBO %.3f (reconstruction %.3f, KL %.3f); importance-weighted bound on log p(x) "
+                "with %d samples %.3f\n",
+                b.elbo, -b.recon_nll, b.kl, k, b.iw_bound);
+  }
+  return 0;
+}
+
+// Up to 64 images in a grid of 8 per row.
+void write_images(const std::string& path, const cuae::Tensor& imgs, const cuae::Dataset& like, int per_row) {
+  const std::int64_t n = imgs.dim(0);
+  const int rows = static_cast<int>((n + per_row - 1) / per_row);
+  cuae::write_image_grid(path, imgs, rows, per_row, like.rows, like.cols, like.channels);
+}
+
+int cmd_sample(const Args& a) {
+  const std::string path = a.need("checkpoint");
+  cuae::Autoencoder ae = cuae::Autoencoder::load(path, cuae::resolve_device(a.get("device", "auto")));
+  const cuae::Config& cfg = ae.config();
+  const std::int64_t n = a.has("n") ? a.integer("n") : 64;
+  if (n < 1 || n > 4096) throw cuae::Error("cuae sample: --n must be in [1, 4096]");
+  const std::uint64_t seed = a.has("seed") ? static_cast<std::uint64_t>(a.integer("seed")) : 1u;
+  auto [train, test] = load_data(cfg);
+  const cuae::Tensor s = ae.sample(n, seed);
+  const std::string out = a.get("out", (fs::path(path).parent_path() / "samples.png").string());
+  write_images(out, s, test, static_cast<int>(std::min<std::int64_t>(8, n)));
+  // How varied the samples are, and how far from the training images: the mean over pixels of the
+  // variance across samples, and each sample's mean squared distance per pixel to its nearest
+  // training image (beside the same for test images, which the model never saw).
+  const std::int64_t d = s.dim(1);
+  double var = 0.0;
+  for (std::int64_t p = 0; p < d; ++p) {
+    double m = 0.0, m2 = 0.0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double v = s.f32()[i * d + p];
+      m += v;
+      m2 += v * v;
+    }
+    m /= static_cast<double>(n);
+    var += m2 / static_cast<double>(n) - m * m;
+  }
+  var /= static_cast<double>(d);
+  auto nearest = [&](const float* x) {
+    double best = INFINITY;
+    for (std::int64_t t = 0; t < train.size(); ++t) {
+      const float* y = train.images.f32() + t * d;
+      double e = 0.0;
+      for (std::int64_t p = 0; p < d && e < best; ++p) e += (x[p] - y[p]) * static_cast<double>(x[p] - y[p]);
+      best = std::min(best, e);
+    }
+    return best / static_cast<double>(d);
+  };
+  double nn_s = 0.0, nn_t = 0.0;
+  const std::int64_t nt = std::min<std::int64_t>(n, test.size());
+  for (std::int64_t i = 0; i < n; ++i) nn_s += nearest(s.f32() + i * d);
+  for (std::int64_t i = 0; i < nt; ++i) nn_t += nearest(test.images.f32() + i * d);
+  std::printf("wrote %s: %lld samples; pixel variance across samples %.5f; nearest training image, mean squared "
+              "distance per pixel: samples %.5f, test images %.5f\n",
+              out.c_str(), static_cast<long long>(n), var, nn_s / static_cast<double>(n), nn_t / static_cast<double>(std::max<std::int64_t>(nt, 1)));
+  return 0;
+}
+
+int cmd_interpolate(const Args& a) {
+  const std::string path = a.need("checkpoint");
+  cuae::Autoencoder ae = cuae::Autoencoder::load(path, cuae::resolve_device(a.get("device", "auto")));
+  auto [train, test] = load_data(ae.config(), false);
+  const std::int64_t from = a.has("from") ? a.integer("from") : 0, to = a.has("to") ? a.integer("to") : 1;
+  const std::int64_t steps = a.has("steps") ? a.integer("steps") : 10;
+  if (from >= test.size() || to >= test.size())
+    throw cuae::Error("cuae interpolate: --from/--to must be test image indices below " + std::to_string(test.size()));
+  if (steps < 2 || steps > 64) throw cuae::Error("cuae interpolate: --steps must be in [2, 64]");
+  const std::int64_t d = test.features();
+  cuae::Tensor pair({2, d});
+  std::copy(test.images.f32() + from * d, test.images.f32() + (from + 1) * d, pair.f32());
+  std::copy(test.images.f32() + to * d, test.images.f32() + (to + 1) * d, pair.f32() + d);
+  const cuae::Tensor c = ae.encode(pair);
+  const std::int64_t k = c.dim(1);
+  cuae::Tensor line({steps, k});
+  for (std::int64_t s = 0; s < steps; ++s) {
+    const float t = static_cast<float>(s) / static_cast<float>(steps - 1);
+    for (std::int64_t j = 0; j < k; ++j) line.f32()[s * k + j] = (1.0f - t) * c.f32()[j] + t * c.f32()[k + j];
+  }
+  const cuae::Tensor imgs = ae.decode(line);
+  // The strip: the first test image, the decoded line, the last test image.
+  cuae::Tensor strip({steps + 2, d});
+  std::copy(pair.f32(), pair.f32() + d, strip.f32());
+  std::copy(imgs.f32(), imgs.f32() + steps * d, strip.f32() + d);
+  std::copy(pair.f32() + d, pair.f32() + 2 * d, strip.f32() + (steps + 1) * d);
+  const std::string out = a.get("out", (fs::path(path).parent_path() / "interpolation.png").string());
+  cuae::write_image_grid(out, strip, 1, static_cast<int>(steps + 2), test.rows, test.cols, test.channels);
+  std::printf("wrote %s: test image %lld, %lld decoded codes on the line to test image %lld, test image %lld\n", out.c_str(),
+              static_cast<long long>(from), static_cast<long long>(steps), static_cast<long long>(to), static_cast<long long>(to));
+  return 0;
+}
+
+int cmd_scatter(const Args& a) {
+  const std::string path = a.need("checkpoint");
+  cuae::Autoencoder ae = cuae::Autoencoder::load(path, cuae::resolve_device(a.get("device", "auto")));
+  auto [train, test] = load_data(ae.config(), false);
+  if (ae.config().model.layers.back() != 2)
+    throw cuae::Error("cuae scatter: the code has " + std::to_string(ae.config().model.layers.back()) +
+                      " dimensions; a scatter plot needs 2");
+  const cuae::Tensor c = ae.encode(test.images);
+  const std::int64_t n = c.dim(0);
+  // The plotted range: the 0.5th to 99.5th percentile of each axis, so a few outliers do not
+  // squeeze the rest into a corner.
+  float lo[2], hi[2];
+  for (int ax = 0; ax < 2; ++ax) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = c.f32()[i * 2 + ax];
+    std::sort(v.begin(), v.end());
+    lo[ax] = v[static_cast<std::size_t>(static_cast<double>(n - 1) * 0.005)];
+    hi[ax] = v[static_cast<std::size_t>(static_cast<double>(n - 1) * 0.995)];
+    if (!(hi[ax] > lo[ax])) hi[ax] = lo[ax] + 1.0f;
+  }
+  const int size = 600, margin = 10;
+  std::vector<std::uint8_t> px(static_cast<std::size_t>(size) * size * 3, 255);
+  static const std::uint8_t palette[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},  {214, 39, 40},  {148, 103, 189},
+                                              {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+  for (std::int64_t i = 0; i < n; ++i) {
+    const int label = test.has_labels() ? static_cast<int>(test.labels.f32()[i]) % 10 : 0;
+    const float fx = (c.f32()[i * 2] - lo[0]) / (hi[0] - lo[0]), fy = (c.f32()[i * 2 + 1] - lo[1]) / (hi[1] - lo[1]);
+    const int x = margin + static_cast<int>(std::clamp(fx, 0.0f, 1.0f) * (size - 2 * margin - 1));
+    const int y = size - 1 - margin - static_cast<int>(std::clamp(fy, 0.0f, 1.0f) * (size - 2 * margin - 1));
+    for (int dy = -1; dy <= 1; ++dy)
+      for (int dx = -1; dx <= 1; ++dx)
+        for (int ch = 0; ch < 3; ++ch)
+          px[(static_cast<std::size_t>(y + dy) * size + static_cast<std::size_t>(x + dx)) * 3 + ch] = palette[label][ch];
+  }
+  const std::string out = a.get("out", (fs::path(path).parent_path() / "latent.png").string());
+  cuae::write_png(out, px, size, size, 3);
+  std::printf("wrote %s: %lld test codes, x in [%.3f, %.3f], y in [%.3f, %.3f], coloured by label\n", out.c_str(),
+              static_cast<long long>(n), lo[0], hi[0], lo[1], hi[1]);
   return 0;
 }
 
@@ -405,6 +548,9 @@ int main(int argc, char** argv) {
     if (a.command == "train") return cmd_train(a);
     if (a.command == "eval") return cmd_eval(a);
     if (a.command == "encode") return cmd_encode(a);
+    if (a.command == "sample") return cmd_sample(a);
+    if (a.command == "interpolate") return cmd_interpolate(a);
+    if (a.command == "scatter") return cmd_scatter(a);
     if (a.command == "denoise") return cmd_denoise(a);
     if (a.command == "summary") return cmd_summary(a);
     if (a.command == "version") {

@@ -9,6 +9,7 @@
 #include "cuae/executor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -50,7 +51,8 @@ kern::PenaltyKind to_kern(PenaltyType p) { return static_cast<kern::PenaltyKind>
 kern::UpsampleKind to_kern(UpsampleMode m) { return static_cast<kern::UpsampleKind>(static_cast<int>(m)); }
 
 bool is_scalar_op(Graph::OpKind k) {
-  return k == Graph::OpKind::Loss || k == Graph::OpKind::ActivityPenalty || k == Graph::OpKind::Contractive;
+  return k == Graph::OpKind::Loss || k == Graph::OpKind::ActivityPenalty || k == Graph::OpKind::Contractive ||
+         k == Graph::OpKind::GaussianKL;
 }
 
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
@@ -75,7 +77,8 @@ struct Executor::Impl {
   };
   enum class StepKind {
     DenseF, DenseB, ActF, ActB, Loss, CorruptF, DropoutF, DropoutB, KSparseF, KSparseB, Penalty, Contractive,
-    ConvF, ConvB, DeconvF, DeconvB, MaxPoolF, MaxPoolB, UnpoolF, UnpoolB, AvgPoolF, AvgPoolB, UpsampleF, UpsampleB
+    ConvF, ConvB, DeconvF, DeconvB, MaxPoolF, MaxPoolB, UnpoolF, UnpoolB, AvgPoolF, AvgPoolB, UpsampleF, UpsampleB,
+    ReparamF, ReparamB, GaussKL
   };
   struct Step {
     StepKind kind;
@@ -112,6 +115,9 @@ struct Executor::Impl {
   // The step number random ops draw with: the update being computed during train_step, the
   // updates so far during forward. Launches read it when they run.
   std::uint64_t rng_step = 0;
+  // Weights of the terms whose weight can change between steps (GaussianKL), by node; launches
+  // read them when they run.
+  std::vector<float> term_weight;
 
   float* ring = nullptr;           // pinned host: kLossRing × n_scalars
   std::int64_t ring_pending = 0;   // steps copied into the ring, not yet drained
@@ -335,6 +341,21 @@ void Executor::Impl::compile() {
         break;
       case Graph::OpKind::Reshape:
         continue;  // no step: the output is the input's memory
+      case Graph::OpKind::Reparam:
+        s.kind = StepKind::ReparamF;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        break;
+      case Graph::OpKind::GaussianKL:
+        // Like the penalties: value and gradient at the forward position.
+        s.kind = StepKind::GaussKL;
+        s.reads = n.inputs;
+        s.writes = n.outputs;
+        s.acc.push_back(false);
+        if (n.objective) loss_bufs.push_back(n.outputs[0]);
+        if (opt.training && n.objective && grad_of[static_cast<std::size_t>(n.inputs[0])] >= 0)
+          write_grad(s, grad_of[static_cast<std::size_t>(n.inputs[0])]);
+        break;
       case Graph::OpKind::ActivityPenalty:
       case Graph::OpKind::Contractive: {
         // A penalty writes its scalar, a workspace, and (training, objective) its gradients, all at
@@ -427,6 +448,13 @@ void Executor::Impl::derive_backward(const std::vector<bool>& needs_grad) {
       if (needs_grad[static_cast<std::size_t>(x)]) write_grad(s, grad_of[static_cast<std::size_t>(x)]);
       write_grad(s, grad_of[static_cast<std::size_t>(w)]);
       if (b >= 0) write_grad(s, grad_of[static_cast<std::size_t>(b)]);
+    } else if (n.kind == Graph::OpKind::Reparam) {
+      s.kind = StepKind::ReparamB;  // ε is drawn again from (seed, step)
+      const int x = n.inputs[0];
+      if (!needs_grad[static_cast<std::size_t>(x)]) continue;
+      CUAE_CHECK(n.sample, n.name + ": a training graph must sample (reparameterize with sample = true)");
+      s.reads = {gy, x};
+      write_grad(s, grad_of[static_cast<std::size_t>(x)]);
     } else if (n.kind == Graph::OpKind::MaxPool || n.kind == Graph::OpKind::AvgPool ||
                n.kind == Graph::OpKind::Upsample || n.kind == Graph::OpKind::MaxUnpool) {
       s.kind = n.kind == Graph::OpKind::MaxPool   ? StepKind::MaxPoolB
@@ -541,6 +569,8 @@ void Executor::Impl::init_params() {
 
 void Executor::Impl::bind() {
   const auto& nodes = graph.nodes();
+  term_weight.resize(nodes.size());
+  for (std::size_t i = 0; i < nodes.size(); ++i) term_weight[i] = nodes[i].weight;
   const kern::OpTable* ops = &be->ops();
   const kern::Context* ctx = &be->ctx();
   const std::uint64_t* step_now = &rng_step;
@@ -889,6 +919,60 @@ void Executor::Impl::bind() {
         train_launches.push_back([ops, ctx, a] { ops->upsample_backward(*ctx, a); });
         break;
       }
+      case StepKind::ReparamF: {
+        const auto& zs = bufs[static_cast<std::size_t>(n.outputs[0])].shape;
+        kern::Reparameterize a;
+        a.stats = ptr(n.inputs[0]);
+        a.z = ptr(n.outputs[0]);
+        a.m = static_cast<int>(zs[0]);
+        a.d = static_cast<int>(zs[1]);
+        a.sample = n.sample;
+        a.seed = node_seed(n);
+        auto f = [ops, ctx, a, step_now]() mutable {
+          a.step = *step_now;
+          ops->reparameterize(*ctx, a);
+        };
+        eval_launches.push_back(f);
+        train_launches.push_back(f);
+        break;
+      }
+      case StepKind::ReparamB: {
+        const auto& zs = bufs[static_cast<std::size_t>(n.outputs[0])].shape;
+        kern::ReparameterizeBackward a;
+        a.dz = ptr(s.reads[0]);
+        a.stats = ptr(n.inputs[0]);
+        a.dstats = ptr(s.writes[0]);
+        a.acc = s.acc[0];
+        a.m = static_cast<int>(zs[0]);
+        a.d = static_cast<int>(zs[1]);
+        a.seed = node_seed(n);
+        train_launches.push_back([ops, ctx, a, step_now]() mutable {
+          a.step = *step_now;
+          ops->reparameterize_backward(*ctx, a);
+        });
+        break;
+      }
+      case StepKind::GaussKL: {
+        const auto& ss = bufs[static_cast<std::size_t>(n.inputs[0])].shape;
+        kern::GaussianKL a;
+        a.stats = ptr(n.inputs[0]);
+        a.loss = ptr(n.outputs[0]);
+        a.m = static_cast<int>(ss[0]);
+        a.d = static_cast<int>(ss[1] / 2);
+        const float* w = &term_weight[static_cast<std::size_t>(s.node)];
+        eval_launches.push_back([ops, ctx, a, w]() mutable {
+          a.weight = *w;
+          ops->gaussian_kl(*ctx, a);
+        });
+        const int gs = root_of(grad_of[static_cast<std::size_t>(n.inputs[0])]);
+        for (std::size_t k = 0; k < s.writes.size(); ++k)
+          if (s.writes[k] == gs && gs >= 0) a.grad = ptr(gs), a.acc_grad = s.acc[k];
+        train_launches.push_back([ops, ctx, a, w]() mutable {
+          a.weight = *w;
+          ops->gaussian_kl(*ctx, a);
+        });
+        break;
+      }
       case StepKind::ActB: {
         kern::ActivationBackward a;
         a.dy = ptr(s.reads[0]);
@@ -1007,10 +1091,26 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
   I.be->ops().gather_rows(I.be->ctx(), a);
 }
 
-void Executor::forward() {
-  impl_->rng_step = static_cast<std::uint64_t>(impl_->updates);
+void Executor::forward() { forward_at(static_cast<std::uint64_t>(impl_->updates)); }
+
+void Executor::forward_at(std::uint64_t random_step) {
+  impl_->rng_step = random_step;
   for (auto& f : impl_->eval_launches) f();
   impl_->record_losses();
+}
+
+void Executor::set_term_weight(const std::string& node, float weight) {
+  Impl& I = *impl_;
+  const auto& nodes = I.graph.nodes();
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].name != node) continue;
+    CUAE_CHECK(nodes[i].kind == Graph::OpKind::GaussianKL,
+               "set_term_weight(\"" + node + "\"): only a gaussian_kl term's weight can change between steps");
+    CUAE_CHECK(std::isfinite(weight) && weight >= 0.0f, "set_term_weight(\"" + node + "\"): weight must be >= 0");
+    I.term_weight[i] = weight;
+    return;
+  }
+  throw Error("set_term_weight: the graph has no node \"" + node + "\"");
 }
 
 void Executor::train_step() {

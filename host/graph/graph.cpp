@@ -463,6 +463,40 @@ Value Graph::reshape(Value x, Shape shape, const std::string& name) {
   return {nodes_.back().outputs[0]};
 }
 
+Value Graph::reparameterize(Value stats, bool sample, const std::string& name) {
+  const std::string nm = node_name(name, "reparameterize", nodes_.size());
+  const auto s = info(stats).shape;
+  CUAE_CHECK(s.size() == 2 && s[1] % 2 == 0 && s[1] >= 2,
+             nm + ": stats " + shape_str(s) + " must be [batch, 2·latent] (μ then log σ²)");
+  Node n;
+  n.kind = OpKind::Reparam;
+  n.name = nm;
+  n.inputs = {stats.id};
+  n.sample = sample;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm + ".out", Shape{s[0], s[1] / 2}, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
+Value Graph::gaussian_kl(Value stats, float weight, bool objective, const std::string& name) {
+  const std::string nm = node_name(name, "gaussian_kl", nodes_.size());
+  const auto s = info(stats).shape;
+  CUAE_CHECK(s.size() == 2 && s[1] % 2 == 0 && s[1] >= 2,
+             nm + ": stats " + shape_str(s) + " must be [batch, 2·latent] (μ then log σ²)");
+  CUAE_CHECK(std::isfinite(weight) && weight >= 0.0f, nm + ": weight must be >= 0, got " + std::to_string(weight));
+  Node n;
+  n.kind = OpKind::GaussianKL;
+  n.name = nm;
+  n.inputs = {stats.id};
+  n.weight = weight;
+  n.objective = objective;
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({nm, Shape{1}, ValueKind::Scalar, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
 void Graph::mark_output(Value v) {
   info(v);
   for (int o : outputs_)
@@ -501,6 +535,8 @@ std::string Graph::describe() const {
       case OpKind::AvgPool:
       case OpKind::MaxUnpool: os << " (" << pool_opts_str(n.pool) << ")"; break;
       case OpKind::Upsample: os << " (" << upsample_mode_name(n.upsample) << ")"; break;
+      case OpKind::Reparam: os << (n.sample ? " (sampled)" : " (mean)"); break;
+      case OpKind::GaussianKL: os << " (weight " << n.weight << (n.objective ? "" : ", metric") << ")"; break;
       case OpKind::Reshape:
       case OpKind::Loss: break;
     }

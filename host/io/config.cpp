@@ -106,12 +106,12 @@ Config parse_config(const std::string& text, const std::string& origin) {
        << e.description();
     throw Error(os.str());
   }
-  static const std::set<std::string> tables{"model", "noise", "sparsity", "contractive", "loss",
+  static const std::set<std::string> tables{"model", "vae", "noise", "sparsity", "contractive", "loss",
                                             "optimizer", "train", "data", "output"};
   for (const auto& [k, v] : root) {
     if (!tables.count(std::string(k.str())))
       throw Error(origin + ": unknown table [" + std::string(k.str()) +
-                  "] (expected model, noise, sparsity, contractive, loss, optimizer, train, data, output)");
+                  "] (expected model, vae, noise, sparsity, contractive, loss, optimizer, train, data, output)");
     if (!v.is_table()) throw Error(origin + ": \"" + std::string(k.str()) + "\" must be a table");
   }
   Config c;
@@ -169,6 +169,11 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("leaky_slope", c.model.leaky_slope);
     if (!(c.model.leaky_slope > 0.0f)) r.fail("leaky_slope", "must be > 0");
     r.get("dropout", c.model.dropout);
+    r.get("variational", c.model.variational);
+    if (c.model.variational && c.model.tied_weights)
+      r.fail("tied_weights", "a variational model's code layer is a Gaussian head; its decoder has its own weights");
+    if (c.model.variational && conv && c.model.code <= 0)
+      r.fail("code", "a convolutional VAE needs a dense latent layer: set code, e.g. 32");
     if (!(c.model.dropout >= 0.0f && c.model.dropout < 1.0f)) r.fail("dropout", "must be in [0, 1)");
     r.finish();
     if (conv) {
@@ -194,6 +199,23 @@ Config parse_config(const std::string& text, const std::string& origin) {
   auto act_of = [&](int layer) {
     return layer + 2 == static_cast<int>(c.model.layers.size()) ? c.model.code_activation : c.model.activation;
   };
+  {
+    TableReader r(root["vae"].as_table(), origin, "vae");
+    r.get("beta", c.vae.beta);
+    r.get("warmup_epochs", c.vae.warmup_epochs);
+    r.get("likelihood", c.vae.likelihood);
+    r.get("sigma", c.vae.sigma);
+    r.get("samples", c.vae.samples);
+    if (!(c.vae.beta >= 0.0f && std::isfinite(c.vae.beta))) r.fail("beta", "must be >= 0");
+    if (!(c.vae.warmup_epochs >= 0.0)) r.fail("warmup_epochs", "must be >= 0");
+    if (c.vae.likelihood != "bernoulli" && c.vae.likelihood != "gaussian")
+      r.fail("likelihood", "expected bernoulli or gaussian, got \"" + c.vae.likelihood + "\"");
+    if (!(c.vae.sigma > 0.0f && std::isfinite(c.vae.sigma))) r.fail("sigma", "must be > 0");
+    if (c.vae.samples < 1) r.fail("samples", "must be >= 1");
+    r.finish();
+    if (root["vae"].as_table() && !c.model.variational)
+      throw Error(origin + ": [vae] is given but [model] variational is not true");
+  }
   {
     TableReader r(root["noise"].as_table(), origin, "noise");
     std::string type = "none";
@@ -223,6 +245,8 @@ Config parse_config(const std::string& text, const std::string& origin) {
     else r.fail("type", "expected none, kl, l1 or ksparse, got \"" + type + "\"");
     if (c.sparsity.type != SparsityConfig::Kind::None) {
       const int layer = layer_of(r, c.sparsity.layer);
+      if (c.model.variational && layer + 2 == static_cast<int>(c.model.layers.size()))
+        r.fail("layer", "a VAE's code is its sampled latent; sparsity applies to hidden layers only");
       const Activation act = act_of(layer);
       const std::int64_t width = c.model.layers[static_cast<std::size_t>(layer) + 1];
       if (c.sparsity.type == SparsityConfig::Kind::KL) {
@@ -246,6 +270,8 @@ Config parse_config(const std::string& text, const std::string& origin) {
     if (!(c.contractive.weight >= 0.0f && std::isfinite(c.contractive.weight))) r.fail("weight", "must be >= 0");
     if (c.contractive.weight > 0.0f) {
       const int layer = layer_of(r, c.contractive.layer);
+      if (c.model.variational && layer + 2 == static_cast<int>(c.model.layers.size()))
+        r.fail("layer", "a VAE's code is its sampled latent; the contractive penalty applies to hidden layers only");
       const Activation act = act_of(layer);
       if (act == Activation::GELU)
         r.fail("layer", "the contractive penalty supports identity, relu, leaky_relu, sigmoid and tanh layers; \"" +
@@ -265,6 +291,14 @@ Config parse_config(const std::string& text, const std::string& origin) {
     else if (red == "sum") c.loss.reduction = Reduction::SumPerSample;
     else r.fail("reduction", "expected \"sum\" (per image) or \"mean\" (per element), got \"" + red + "\"");
     r.finish();
+    if (c.model.variational) {
+      if (c.loss.reduction != Reduction::SumPerSample)
+        r.fail("reduction", "a VAE's objective is per image: use \"sum\"");
+      const bool bern = c.vae.likelihood == "bernoulli";
+      if (bern && c.loss.type != LossType::BCEWithLogits)
+        r.fail("type", "[vae] likelihood = \"bernoulli\" is the loss \"bce\"");
+      if (!bern && c.loss.type != LossType::MSE) r.fail("type", "[vae] likelihood = \"gaussian\" is the loss \"mse\"");
+    }
     if (c.loss.type == LossType::BCEWithLogits && c.model.output_activation != Activation::Sigmoid)
       throw Error(origin + ": [loss] type = \"bce\" needs [model] output_activation = \"sigmoid\" (the loss is "
                            "computed on the logits and the reconstruction is their sigmoid)");
@@ -396,7 +430,8 @@ std::string to_toml(const Config& c) {
                     {"output_activation", activation_name(c.model.output_activation)},
                     {"tied_weights", c.model.tied_weights},
                     {"leaky_slope", static_cast<double>(c.model.leaky_slope)},
-                    {"dropout", static_cast<double>(c.model.dropout)}};
+                    {"dropout", static_cast<double>(c.model.dropout)},
+                    {"variational", c.model.variational}};
   if (c.model.type == "conv") {
     auto input = toml::array{};
     for (auto v : c.model.input) input.push_back(v);
@@ -454,6 +489,12 @@ std::string to_toml(const Config& c) {
                            {"max_test", c.data.max_test}}},
       {"output", toml::table{{"dir", c.output.dir}}},
   };
+  if (c.model.variational)
+    t.insert("vae", toml::table{{"beta", static_cast<double>(c.vae.beta)},
+                                {"warmup_epochs", c.vae.warmup_epochs},
+                                {"likelihood", c.vae.likelihood},
+                                {"sigma", static_cast<double>(c.vae.sigma)},
+                                {"samples", c.vae.samples}});
   std::ostringstream os;
   os << t << "\n";
   return os.str();

@@ -32,6 +32,37 @@ struct Autoencoder::State {
   int epochs_done = 0;
   DeepAutoencoderGraph infer_graph;
   int infer_jacobian = -1;                       // encoder layer whose ‖J‖² the inference graph computes
+  // Executors of the other inference graphs (GraphMode::Sampled, GraphMode::Decode), built on
+  // demand and refreshed from the current weights like `infer`.
+  struct Aux {
+    std::unique_ptr<Executor> ex;
+    DeepAutoencoderGraph graph;
+    std::int64_t batch = 0;
+    bool stale = true;
+  };
+  std::map<int, Aux> aux;
+
+  // The weights changed: every inference executor reloads them before its next use.
+  void touch() {
+    infer_stale = true;
+    for (auto& [k, a] : aux) a.stale = true;
+  }
+
+  Aux& auxiliary(GraphMode mode, std::int64_t batch) {
+    Aux& a = aux[static_cast<int>(mode)];
+    if (!a.ex || a.batch != batch) {
+      a.graph = build_autoencoder(cfg, batch, mode);
+      a.ex = std::make_unique<Executor>(a.graph.graph, options(false));
+      a.batch = batch;
+      a.stale = true;
+    }
+    if (a.stale) {
+      auto t = current_tensors();
+      if (!t.empty()) a.ex->load(t);
+      a.stale = false;
+    }
+    return a;
+  }
 
   ExecutorOptions options(bool training) const {
     ExecutorOptions o;
@@ -298,7 +329,7 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       p.eta_sec = done ? elapsed / static_cast<double>(done) * static_cast<double>(std::max<std::int64_t>(total - done, 0)) : 0.0;
       p.epoch_end = end;
       if (end) ++S.epochs_done;
-      S.infer_stale = true;  // the callback may evaluate the model as it is now
+      S.touch();  // the callback may evaluate the model as it is now
       if (end && validate) {
         p.val_loss = loss(val_images);
         if (p.val_loss < best_val) {
@@ -320,7 +351,11 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       steps_last = 0;
     };
     std::int64_t s = 0;
+    // A VAE's KL warm-up: the weight rises linearly from 0 to beta over warmup_epochs of steps.
+    const double warm_steps = cfg.model.variational ? cfg.vae.warmup_epochs * static_cast<double>(steps) : 0.0;
     while (src.feed(ex, s)) {
+      if (warm_steps > 0.0)
+        ex.set_term_weight("kl", cfg.vae.beta * static_cast<float>(std::min(1.0, static_cast<double>(ex.step() + 1) / warm_steps)));
       ex.train_step();
       ++s;
       ++done;
@@ -336,7 +371,7 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
     ex.load(best, best_step);
     S.epochs_done = best_epoch;
   }
-  S.infer_stale = true;
+  S.touch();
 }
 
 Tensor Autoencoder::encode(const Tensor& images) {
@@ -422,6 +457,121 @@ double Autoencoder::loss(const Tensor& images) {
     }
   });
   return batches ? sum / static_cast<double>(batches) : 0.0;
+}
+
+Tensor Autoencoder::decode(const Tensor& codes) {
+  State& S = *s_;
+  const std::int64_t k = S.cfg.model.layers.back(), d = S.cfg.model.layers.front();
+  CUAE_CHECK(codes.rank() == 2 && codes.dim(1) == k && codes.dtype() == DType::F32,
+             "decode: codes " + shape_str(codes.shape()) + " must be [N, " + std::to_string(k) + "] F32");
+  const Tensor host = codes.device() == Device::CPU ? codes : codes.to(Device::CPU);
+  const std::int64_t n = host.dim(0);
+  Tensor out({n, d});
+  if (n == 0) return out;
+  State::Aux& a = S.auxiliary(GraphMode::Decode, std::min(n, kInferBatch));
+  Tensor batch({a.batch, k});
+  for (std::int64_t b = 0; b < n; b += a.batch) {
+    const std::int64_t rows = std::min(a.batch, n - b);
+    const float* src = host.f32() + b * k;
+    std::copy(src, src + rows * k, batch.f32());
+    for (std::int64_t r = rows; r < a.batch; ++r) std::copy(src + (rows - 1) * k, src + rows * k, batch.f32() + r * k);
+    a.ex->set_input("z", batch);
+    a.ex->forward();
+    const Tensor rec = a.ex->read(a.graph.recon);
+    std::copy(rec.f32(), rec.f32() + rows * d, out.f32() + b * d);
+  }
+  return out;
+}
+
+Tensor Autoencoder::sample(std::int64_t n, std::uint64_t seed) {
+  CUAE_CHECK(s_->cfg.model.variational, "sample: the model is not variational ([model] variational = true)");
+  const std::int64_t k = s_->cfg.model.layers.back();
+  Tensor z({n, k});
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (std::int64_t i = 0; i < n * k; ++i) z.f32()[i] = normal(rng);
+  return decode(z);
+}
+
+VaeBounds Autoencoder::vae_bounds(const Tensor& images, int samples) {
+  State& S = *s_;
+  const Config& cfg = S.cfg;
+  CUAE_CHECK(cfg.model.variational, "vae_bounds: the model is not variational ([model] variational = true)");
+  CUAE_CHECK(samples >= 1, "vae_bounds: samples must be >= 1");
+  const std::int64_t D = cfg.model.layers.front(), k = cfg.model.layers.back();
+  CUAE_CHECK(images.rank() == 2 && images.dim(1) == D && images.dtype() == DType::F32,
+             "images " + shape_str(images.shape()) + " do not match the model's input width " + std::to_string(D));
+  const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
+  const std::int64_t n = host.dim(0);
+  VaeBounds r;
+  r.samples = samples;
+  r.images = n;
+  if (n == 0) return r;
+  State::Aux& a = S.auxiliary(GraphMode::Sampled, std::min(n, kInferBatch));
+  const bool bern = cfg.vae.likelihood == "bernoulli";
+  const double sigma = cfg.vae.sigma;
+  const double log2pi = std::log(2.0 * M_PI);
+  const double gauss_const = 0.5 * static_cast<double>(D) * std::log(2.0 * M_PI * sigma * sigma);
+  Tensor batch({a.batch, D});
+  std::vector<double> logw(static_cast<std::size_t>(a.batch) * samples);
+  std::vector<double> nll_sum(static_cast<std::size_t>(a.batch));
+  for (std::int64_t b = 0; b < n; b += a.batch) {
+    const std::int64_t rows = std::min(a.batch, n - b);
+    const float* src = host.f32() + b * D;
+    std::copy(src, src + rows * D, batch.f32());
+    for (std::int64_t i = rows; i < a.batch; ++i) std::copy(src + (rows - 1) * D, src + rows * D, batch.f32() + i * D);
+    a.ex->set_input("x", batch);
+    std::fill(nll_sum.begin(), nll_sum.end(), 0.0);
+    std::vector<double> kl(static_cast<std::size_t>(rows), 0.0);
+    for (int s = 0; s < samples; ++s) {
+      // Each sample draws its own ε: the step numbers only have to differ.
+      a.ex->forward_at(static_cast<std::uint64_t>(s) + 1);
+      const Tensor stats = a.ex->read(a.graph.stats), z = a.ex->read(a.graph.code), out = a.ex->read(a.graph.output);
+      for (std::int64_t i = 0; i < rows; ++i) {
+        const float* mu = stats.f32() + i * 2 * k;
+        const float* lv = mu + k;
+        const float* zi = z.f32() + i * k;
+        double log_pz = 0.0, log_q = 0.0, kli = 0.0;
+        for (std::int64_t j = 0; j < k; ++j) {
+          const double zz = zi[j], m = mu[j], v = lv[j];
+          log_pz += -0.5 * (zz * zz + log2pi);
+          log_q += -0.5 * ((zz - m) * (zz - m) * std::exp(-v) + v + log2pi);
+          kli += -0.5 * (1.0 + v - m * m - std::exp(v));
+        }
+        const float* xi = batch.f32() + i * D;
+        const float* oi = out.f32() + i * D;
+        double nll = 0.0;
+        if (bern) {
+          for (std::int64_t p = 0; p < D; ++p) {
+            const double l = oi[p], x = xi[p];
+            nll += std::max(l, 0.0) - l * x + std::log1p(std::exp(-std::abs(l)));
+          }
+        } else {
+          for (std::int64_t p = 0; p < D; ++p) nll += (xi[p] - oi[p]) * (static_cast<double>(xi[p]) - oi[p]);
+          nll = nll / (2.0 * sigma * sigma) + gauss_const;
+        }
+        nll_sum[static_cast<std::size_t>(i)] += nll;
+        if (s == 0) kl[static_cast<std::size_t>(i)] = kli;
+        logw[static_cast<std::size_t>(i) * samples + s] = -nll + log_pz - log_q;
+      }
+    }
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const double* w = logw.data() + i * samples;
+      const double mx = *std::max_element(w, w + samples);
+      double sum = 0.0;
+      for (int s = 0; s < samples; ++s) sum += std::exp(w[s] - mx);
+      const double nll = nll_sum[static_cast<std::size_t>(i)] / samples;
+      r.iw_bound += mx + std::log(sum / samples);
+      r.elbo += -nll - kl[static_cast<std::size_t>(i)];
+      r.recon_nll += nll;
+      r.kl += kl[static_cast<std::size_t>(i)];
+    }
+  }
+  r.iw_bound /= static_cast<double>(n);
+  r.elbo /= static_cast<double>(n);
+  r.recon_nll /= static_cast<double>(n);
+  r.kl /= static_cast<double>(n);
+  return r;
 }
 
 void Autoencoder::save(const std::string& path) {

@@ -15,7 +15,7 @@ namespace cuae {
 namespace {
 
 struct Layer {
-  enum class Kind { Conv, Deconv, MaxPool, AvgPool, Unpool, Upsample, Flatten, Dense, Unflatten } kind;
+  enum class Kind { Conv, Deconv, MaxPool, AvgPool, Unpool, Upsample, Flatten, Dense, Unflatten, Reparam } kind;
   std::string name;              // parameter prefix / node name
   Shape in, out;                 // [H, W, C] or [D]
   Conv2dOptions conv;            // Conv, Deconv
@@ -121,16 +121,28 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
     d.kind = Layer::Kind::Dense;
     d.name = "encoder." + std::to_string(nenc);
     d.in = f.out;
-    d.out = Shape{m.code};
-    d.act = m.code_activation;
-    d.params = flat * m.code + m.code;
-    d.what = std::string("dense, ") + activation_name(d.act);
+    const std::int64_t width = m.variational ? 2 * m.code : m.code;
+    d.out = Shape{width};
+    d.act = m.variational ? Activation::Identity : m.code_activation;
+    d.params = flat * width + width;
+    d.what = m.variational ? std::string("dense, Gaussian head (mu, log var)") : std::string("dense, ") + activation_name(d.act);
     d.stage = static_cast<int>(nenc);
     L.push_back(d);
+    if (m.variational) {
+      Layer z;
+      z.kind = Layer::Kind::Reparam;
+      z.name = "z";
+      z.in = d.out;
+      z.out = Shape{m.code};
+      z.what = "reparameterize";
+      z.stage = static_cast<int>(nenc);
+      L.back().stage = -1;
+      L.push_back(z);
+    }
     Layer u;
     u.kind = Layer::Kind::Dense;
     u.name = "decoder.0";
-    u.in = d.out;
+    u.in = Shape{m.code};
     u.out = Shape{flat};
     u.act = m.activation;
     u.hidden = true;
@@ -315,13 +327,27 @@ DeepAutoencoderGraph build_conv_autoencoder(const Config& config, std::int64_t b
   DeepAutoencoderGraph m;
   Graph& g = m.graph;
   const std::int64_t C = model.input[0], H = model.input[1], W = model.input[2];
-  m.input = g.input("x", {batch, C * H * W});
-  Value h = m.input;
-  if (train && config.noise.enabled) h = g.corrupt(h, config.noise.type, config.noise.level, "noise");
-  h = g.reshape(h, {batch, H, W, C}, "x.nhwc");
+  const bool decode = mode == GraphMode::Decode;
+  std::size_t first = 0;  // the plan's first layer to build
+  Value h;
+  if (decode) {
+    CUAE_CHECK(model.code > 0, "decoding from codes needs a dense code layer ([model] code > 0)");
+    while (first < plan.size() && plan[first].name != "decoder.0") ++first;
+    for (std::size_t t = first; t < plan.size(); ++t)
+      CUAE_CHECK(plan[t].kind != Layer::Kind::Unpool,
+                 "decoding from codes is not possible for a decoder that unpools with the encoder's indices (" +
+                     plan[t].name + ")");
+    m.input = g.input("z", {batch, model.code});
+    h = m.input;
+  } else {
+    m.input = g.input("x", {batch, C * H * W});
+    h = m.input;
+    if (train && config.noise.enabled) h = g.corrupt(h, config.noise.type, config.noise.level, "noise");
+    h = g.reshape(h, {batch, H, W, C}, "x.nhwc");
+  }
   std::vector<Value> values(plan.size());
   auto to4 = [&](const Shape& s) { return Shape{batch, s[0], s[1], s[2]}; };
-  for (std::size_t t = 0; t < plan.size(); ++t) {
+  for (std::size_t t = first; t < plan.size(); ++t) {
     const Layer& l = plan[t];
     switch (l.kind) {
       case Layer::Kind::Conv:
@@ -352,6 +378,12 @@ DeepAutoencoderGraph build_conv_autoencoder(const Config& config, std::int64_t b
         h = g.dense(h, w, b, l.act, false, model.leaky_slope, l.name);
         break;
       }
+      case Layer::Kind::Reparam:
+        m.stats = h;
+        h = g.reparameterize(m.stats, mode != GraphMode::Infer, "z");
+        if (train) m.kl = g.gaussian_kl(m.stats, config.vae.beta, true, "kl");
+        if (mode == GraphMode::Sampled) m.kl = g.gaussian_kl(m.stats, 1.0f, false, "kl");
+        break;
     }
     values[t] = h;
     if (l.stage >= 0) {
@@ -398,14 +430,20 @@ DeepAutoencoderGraph build_conv_autoencoder(const Config& config, std::int64_t b
       }
     }
   }
-  m.code = m.layers.back();
+  m.code = decode ? m.input : m.layers.back();
   m.output = g.reshape(h, {batch, C * H * W}, "recon.flat");
   m.recon = m.output;
   if (!train && bce) m.recon = g.activation(m.output, Activation::Sigmoid, 0.01f, "recon");
-  m.loss = g.loss(m.output, m.input, config.loss.type, config.loss.reduction, 1.0f, "loss");
+  if (decode) {
+    g.mark_output(m.recon);
+    return m;
+  }
+  m.loss = g.loss(m.output, m.input, config.loss.type, config.loss.reduction, vae_loss_weight(config), "loss");
   if (!train) {
     for (Value v : m.layers) g.mark_output(v);
     g.mark_output(m.recon);
+    if (m.stats.valid()) g.mark_output(m.stats);
+    if (mode == GraphMode::Sampled) g.mark_output(m.output);
   }
   return m;
 }

@@ -27,7 +27,8 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
 
   DeepAutoencoderGraph m;
   Graph& g = m.graph;
-  m.input = g.input("x", {batch, L[0]});
+  const bool decode = mode == GraphMode::Decode;
+  m.input = g.input(decode ? "z" : "x", {batch, decode ? L[depth] : L[0]});
   Value h = m.input;
   if (train && config.noise.enabled) h = g.corrupt(h, config.noise.type, config.noise.level, "noise");
   std::vector<Value> enc_w(depth);
@@ -35,9 +36,27 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
   auto maybe_dropout = [&](Value v, const std::string& p) {
     return train && model.dropout > 0.0f ? g.dropout(v, model.dropout, p + ".dropout") : v;
   };
+  if (decode) {
+    // Only the decoder; a tied decoder still names the encoder weights it reuses.
+    if (model.tied_weights)
+      for (std::size_t i = 0; i < depth; ++i)
+        enc_w[i] = g.param("encoder." + std::to_string(i) + ".weight", {L[i + 1], L[i]}, Init::zeros());
+  } else {
   for (std::size_t i = 0; i < depth; ++i) {
     const Activation act = i + 1 == depth ? model.code_activation : model.activation;
     const std::string p = "encoder." + std::to_string(i);
+    if (model.variational && i + 1 == depth) {
+      // The Gaussian head: μ and log σ² of the code, then z.
+      const std::int64_t d = L[i + 1];
+      const Value w = g.param(p + ".weight", {2 * d, L[i]}, weight_init(Activation::Identity, L[i], 2 * d));
+      const Value b = g.param(p + ".bias", {2 * d}, Init::zeros(), /*decay=*/false);
+      m.stats = g.dense(h, w, b, Activation::Identity, false, model.leaky_slope, p);
+      h = g.reparameterize(m.stats, mode != GraphMode::Infer, "z");
+      if (train) m.kl = g.gaussian_kl(m.stats, config.vae.beta, true, "kl");
+      if (mode == GraphMode::Sampled) m.kl = g.gaussian_kl(m.stats, 1.0f, false, "kl");
+      m.layers.push_back(h);
+      break;
+    }
     enc_w[i] = g.param(p + ".weight", {L[i + 1], L[i]}, weight_init(act, L[i], L[i + 1]));
     const Value b = g.param(p + ".bias", {L[i + 1]}, Init::zeros(), /*decay=*/false);
     h = g.dense(h, enc_w[i], b, act, false, model.leaky_slope, p);
@@ -58,6 +77,7 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
     }
     m.layers.push_back(h);
     if (i + 1 < depth) h = maybe_dropout(h, p);
+  }
   }
   m.code = h;
   for (std::size_t j = 0; j < depth; ++j) {
@@ -80,10 +100,16 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
   m.output = h;
   m.recon = h;
   if (!train && bce) m.recon = g.activation(h, Activation::Sigmoid, 0.01f, "recon");
-  m.loss = g.loss(m.output, m.input, loss.type, loss.reduction, 1.0f, "loss");
+  if (decode) {
+    g.mark_output(m.recon);
+    return m;
+  }
+  m.loss = g.loss(m.output, m.input, loss.type, loss.reduction, vae_loss_weight(config), "loss");
   if (!train) {
     for (Value v : m.layers) g.mark_output(v);
     g.mark_output(m.recon);
+    if (m.stats.valid()) g.mark_output(m.stats);
+    if (mode == GraphMode::Sampled) g.mark_output(m.output);
   }
   return m;
 }

@@ -1,6 +1,9 @@
 // Parameter initialisation shared by the model builders. Internal header.
 #pragma once
 
+#include <cmath>
+
+#include "cuae/config.hpp"
 #include "cuae/graph.hpp"
 
 namespace cuae {
@@ -19,6 +22,14 @@ inline Init weight_init(Activation act, std::int64_t fan_in, std::int64_t fan_ou
     case Activation::Sigmoid: return Init::glorot_uniform(fan_in, fan_out, 4.0f);
     default: return Init::glorot_uniform(fan_in, fan_out);
   }
+}
+
+// The weight of the reconstruction term: 1, except for a VAE with a Gaussian likelihood of fixed σ,
+// whose −log p(x|z) is Σ (x − x̂)²/(2σ²) + D/2·log(2πσ²) (the constant is not trained on; it is
+// added when the bound is reported).
+inline float vae_loss_weight(const Config& c) {
+  if (!c.model.variational || c.vae.likelihood != "gaussian") return 1.0f;
+  return 1.0f / (2.0f * c.vae.sigma * c.vae.sigma);
 }
 
 }  // namespace cuae

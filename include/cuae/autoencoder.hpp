@@ -57,7 +57,15 @@ CUAE_API Tensor pca_reconstruct(const Pca& pca, const Tensor& images);  // [N, D
 //          selection stays: it is part of the model). The code, every encoder layer and the
 //          reconstruction are outputs; with jacobian_layer >= 0 the mean ‖∂h/∂x‖²_F of that
 //          encoder layer is computed as a metric (not an objective term).
-enum class GraphMode { Train, Infer };
+//   Sampled: Infer, but a VAE's latent is sampled (z = μ + σ·ε; ε from the executor's step, see
+//          Executor::forward_at) and its KL term is computed as a metric: the graph the VAE's
+//          bounds are estimated with. stats, code (= z) and output are outputs.
+//   Decode: the decoder alone, from an input "z" [batch, code] to the reconstruction (sampling a
+//          VAE, interpolating between codes). Not for decoders that unpool with encoder indices.
+// For a VAE (model.variational) the code layer is a Gaussian head `stats` [batch, 2·code]
+// (μ, then log σ²); Train samples z by reparameterization and adds β·KL(q(z|x) ‖ N(0, I)) (the
+// term "kl"); Infer uses z = μ.
+enum class GraphMode { Train, Infer, Sampled, Decode };
 struct CUAE_API DeepAutoencoderGraph {
   Graph graph;
   Value input;                // "x" [batch, layers[0]]
@@ -67,6 +75,8 @@ struct CUAE_API DeepAutoencoderGraph {
   Value recon;                // the reconstruction (== output unless bce; Infer only)
   Value loss;                 // the reconstruction term
   Value jacobian;             // Infer with jacobian_layer >= 0: batch mean ‖J‖²_F of that layer
+  Value stats;                // VAE: the Gaussian head [batch, 2·code] (μ | log σ²)
+  Value kl;                   // VAE, Train and Sampled: the KL term (weight beta in Train, 1 in Sampled)
 };
 CUAE_API DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t batch, GraphMode mode,
                                                      int jacobian_layer = -1);
@@ -83,6 +93,18 @@ CUAE_API DeepAutoencoderGraph build_autoencoder(const Config& config, std::int64
 // Corrupts images [N, D] (host) as a denoising autoencoder's input is corrupted in training, with
 // the same counter-based generator, keyed by seed: the same call gives the same images.
 CUAE_API Tensor corrupt_images(const Tensor& images, NoiseType type, float level, std::uint64_t seed);
+
+// Bounds on log p(x) of a VAE, per image in nats (means over the images).
+struct CUAE_API VaeBounds {
+  double elbo = 0.0;       // E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)): the reconstruction term estimated
+                           // with the samples, the KL in closed form
+  double iw_bound = 0.0;   // log (1/k)·Σ_s p(x, z_s)/q(z_s|x) (Burda et al.): ≥ the ELBO in expectation,
+                           // and tighter as k grows
+  double recon_nll = 0.0;  // E_q[−log p(x|z)]
+  double kl = 0.0;         // KL(q(z|x) ‖ N(0, I))
+  int samples = 0;
+  std::int64_t images = 0;
+};
 
 struct CUAE_API TrainProgress {
   int epoch = 0, epochs = 0;           // 1-based epoch
@@ -141,6 +163,13 @@ class CUAE_API Autoencoder {
   // Mean over images of ‖∂h/∂x‖²_F for encoder layer `layer` (h its output, x its input).
   double jacobian_norm(const Tensor& images, const std::string& layer);
   Tensor reconstruct(const Tensor& images);  // [N, layers[0]] -> [N, layers[0]] (host)
+  // The decoder applied to codes [N, code] (host): images [N, layers[0]] (sigmoid of the logits
+  // with loss bce). Not for decoders that unpool with the encoder's indices.
+  Tensor decode(const Tensor& codes);
+  // A VAE's samples: z ~ N(0, I) from `seed`, decoded. [n, layers[0]] (host).
+  Tensor sample(std::int64_t n, std::uint64_t seed);
+  // A VAE's ELBO and importance-weighted bound with `samples` posterior samples per image.
+  VaeBounds vae_bounds(const Tensor& images, int samples);
   ReconMetrics evaluate(const Tensor& images);
   // Mean ‖x − x̂‖-style training loss of the configured objective over `images` (per batch mean).
   double loss(const Tensor& images);

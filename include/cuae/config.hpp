@@ -30,6 +30,17 @@
 //   The last decoder block must be a conv or deconv producing the input's channels; every shape is
 //   inferred, and a shape that does not work is an error listing the shape after every layer.
 //
+//   variational = false           # a VAE: the code layer becomes a Gaussian head (μ and log σ²
+//                                 # of the code width each), sampled by reparameterization
+//
+//   [vae]                         # with [model] variational = true
+//   beta = 1.0                    # weight of KL(q(z|x) ‖ N(0, I)) in the objective
+//   warmup_epochs = 0.0           # the KL weight rises linearly from 0 to beta over these epochs
+//   likelihood = "bernoulli"      # bernoulli (needs [loss] bce) | gaussian (needs [loss] mse):
+//                                 # −log p(x|z) per image, in nats
+//   sigma = 0.1                   # gaussian: the fixed standard deviation of p(x|z)
+//   samples = 100                 # importance samples of `cuae eval`'s bound on log p(x)
+//
 //   [noise]                       # denoising autoencoder: corrupt the input, reconstruct the clean one
 //   type = "none"                 # none | mask | gaussian | salt_pepper
 //   level = 0.3                   # mask, salt_pepper: fraction of pixels; gaussian: σ
@@ -125,12 +136,21 @@ struct CUAE_API ModelConfig {
   std::vector<std::int64_t> input;            // conv: [channels, height, width]
   std::vector<ConvBlockConfig> encoder, decoder;
   std::int64_t code = 0;                      // conv: dense bottleneck width (0 = none)
+  bool variational = false;
   Activation activation = Activation::Sigmoid;
   Activation code_activation = Activation::Identity;
   Activation output_activation = Activation::Sigmoid;
   bool tied_weights = false;
   float leaky_slope = 0.01f;
   float dropout = 0.0f;
+};
+
+struct CUAE_API VaeConfig {
+  float beta = 1.0f;
+  double warmup_epochs = 0.0;
+  std::string likelihood = "bernoulli";
+  float sigma = 0.1f;
+  int samples = 100;
 };
 
 struct CUAE_API NoiseConfig {
@@ -191,6 +211,7 @@ struct CUAE_API OutputConfig {
 
 struct CUAE_API Config {
   ModelConfig model;
+  VaeConfig vae;
   NoiseConfig noise;
   SparsityConfig sparsity;
   ContractiveConfig contractive;

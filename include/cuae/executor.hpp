@@ -73,8 +73,13 @@ class CUAE_API Executor {
   // mini-batch is assembled with no host copy.
   void gather_input(const std::string& name, const Tensor& source, const Tensor& index, std::int64_t begin);
 
-  // Forward pass only (loss terms are computed, no gradients).
+  // Forward pass only (loss terms are computed, no gradients). Random ops draw with the number of
+  // updates so far as their step; forward_at draws with the given step instead (e.g. several
+  // independent posterior samples of a VAE for the same batch).
   void forward();
+  void forward_at(std::uint64_t random_step);
+  // Changes the weight of a gaussian_kl term from the next step on (a KL warm-up).
+  void set_term_weight(const std::string& node, float weight);
   // Forward, backward and one optimizer update. The learning rate may be changed between steps.
   void train_step();
   void set_learning_rate(float lr);

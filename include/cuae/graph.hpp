@@ -90,7 +90,7 @@ class CUAE_API Graph {
  public:
   enum class OpKind {
     Dense, Activation, Loss, Corrupt, Dropout, KSparse, ActivityPenalty, Contractive,
-    Conv, Deconv, MaxPool, MaxUnpool, AvgPool, Upsample, Reshape
+    Conv, Deconv, MaxPool, MaxUnpool, AvgPool, Upsample, Reshape, Reparam, GaussianKL
   };
   enum class ValueKind { Input, Param, Activation, Scalar };
 
@@ -122,6 +122,7 @@ class CUAE_API Graph {
     NoiseType noise = NoiseType::Mask;
     PenaltyType penalty = PenaltyType::L1;
     float level = 0.0f;        // Corrupt: fraction or σ; Dropout: drop probability; KL: target ρ
+    bool sample = true;        // Reparam: draw ε (else z = μ)
     int k = 0;                 // KSparse
     Conv2dOptions conv;        // Conv, Deconv
     Pool2dOptions pool;        // MaxPool, AvgPool, MaxUnpool (the pool's)
@@ -179,6 +180,16 @@ class CUAE_API Graph {
   // dimension, e.g. [N,H,W,C] -> [N,H·W·C] between convolutional and dense layers. No copy: the
   // executor gives both the same memory.
   Value reshape(Value x, Shape shape, const std::string& name = "");
+
+  // Variational autoencoders. stats [m, 2d] holds μ (columns [0, d)) and log σ² ([d, 2d)) of a
+  // diagonal Gaussian q(z|x). reparameterize: z = μ + exp(½·log σ²)·ε [m, d], ε drawn from the
+  // executor's counter-based generator (seed, node name, step, element), with the gradient flowing
+  // to μ and log σ²; with sample = false, z = μ (the posterior mean).
+  Value reparameterize(Value stats, bool sample = true, const std::string& name = "");
+  // weight · (1/m)·Σ_i KL(q(z|x_i) ‖ N(0, I)), a scalar term (an objective term unless
+  // objective = false). Its weight can be changed between steps (Executor::set_term_weight), for
+  // a KL warm-up.
+  Value gaussian_kl(Value stats, float weight = 1.0f, bool objective = true, const std::string& name = "");
 
   // Keep this value alive to the end of a step so it can be read back (reconstruction, code, ...).
   void mark_output(Value v);
