@@ -501,6 +501,69 @@ struct GaussianKL {
   bool acc_grad = false;
 };
 
+// ------------------------------------------------------------------------------------------------
+// Restricted Boltzmann machines, trained by contrastive divergence (Hinton & Salakhutdinov 2006).
+// W [nh, nv] (a dense layer's weight: the hidden units' rows), visible bias b [nv], hidden bias
+// c [nh]. Units:
+//   Bernoulli hidden:  p(h=1|v) = σ(v·Wᵀ + c);   Linear hidden: h ~ N(v·Wᵀ + c, 1)
+//   Bernoulli visible: p(v=1|h) = σ(h·W + b);    Gaussian visible: v ~ N(h·W + b, 1)
+// ------------------------------------------------------------------------------------------------
+enum class RbmUnit : int { Bernoulli = 0, Gaussian };  // hidden: Gaussian = the linear unit above
+
+// One CD-k gradient on a batch v0 [m, nv]:
+//   positive phase  ph0 = E[h|v0] (probabilities / means); h ~ sample of h|v0
+//   k Gibbs steps   t = 1..k: vt = E[v|h] (sample_visible = false: mean-field visible, the
+//                   recipe of the 2006 paper's code) or vt ~ sample of v|h (sample_visible = true:
+//                   the RBM's Gibbs chain, whose CD-k estimate approaches the log-likelihood
+//                   gradient as k grows); pht = E[h|vt]; for t < k, h ~ sample of h|vt
+//   gradient        dW = −(ph0ᵀ·v0 − phkᵀ·vk)/m, db = −Σ_rows(v0 − vk)/m, dc = −Σ_rows(ph0 − phk)/m
+//                   (the negative of the CD estimate of ∂ log p/∂θ, so an optimizer that descends
+//                   follows the likelihood; weight decay and momentum belong to the optimizer)
+//   recon[0]        Σ (v0 − v1)² / m: squared reconstruction error per sample after one step
+// Samples draw from Philox4x32-10 keyed by (seed, step): Gibbs step t's hidden sample of element e
+// (row i, unit j, e = i·nh + j) uses the draw of element e + t·m·nh (uniform for Bernoulli: h = 1
+// iff u < p; the Box-Muller normal for linear units); with sample_visible, step t's (t = 1..k)
+// visible sample of element e (row i, unit l, e = i·nv + l) uses the draw of element
+// k·m·nh + (t − 1)·m·nv + e (the same two kinds of draw). Both backends draw identically.
+// ws: a workspace of at least the floats rbm_cd_workspace reports (3·m·nh + m·nv + ...; see the
+// implementation). dW, db, dc, recon are written (never accumulated); any may be null.
+struct RbmCD {
+  const float* v0 = nullptr;
+  const float* w = nullptr;
+  const float* b = nullptr;
+  const float* c = nullptr;
+  float* dw = nullptr;
+  float* db = nullptr;
+  float* dc = nullptr;
+  float* recon = nullptr;
+  float* ws = nullptr;
+  std::size_t ws_floats = 0;
+  int m = 0, nv = 0, nh = 0, k = 1;
+  RbmUnit visible = RbmUnit::Bernoulli, hidden = RbmUnit::Bernoulli;
+  bool sample_visible = false;
+  std::uint64_t seed = 0, step = 0;
+};
+// *floats = the workspace RbmCD needs for these sizes.
+struct RbmCDWorkspace {
+  int m = 0, nv = 0, nh = 0;
+  std::size_t* floats = nullptr;
+};
+// Free energy of each row of v [m, nv] (for monitoring a held-out batch), fe [m]:
+//   Bernoulli visible: F(v) = −v·b − Σ_j softplus(x_j),           x = v·Wᵀ + c
+//   Gaussian visible:  F(v) = ½‖v − b‖² − Σ_j softplus(x_j)
+//   linear hidden:     −Σ_j softplus(x_j) is replaced by −Σ_j (½x_j² ) (up to a constant)
+// ws: m·nh floats.
+struct RbmFreeEnergy {
+  const float* v = nullptr;
+  const float* w = nullptr;
+  const float* b = nullptr;
+  const float* c = nullptr;
+  float* fe = nullptr;
+  float* ws = nullptr;
+  int m = 0, nv = 0, nh = 0;
+  RbmUnit visible = RbmUnit::Bernoulli, hidden = RbmUnit::Bernoulli;
+};
+
 // name, argument struct. Add an op here, then in both kernels/cpu and kernels/cuda.
 #define CUAE_OP_TABLE(X)              \
   X(dense_forward, DenseForward)      \
@@ -531,7 +594,10 @@ struct GaussianKL {
   X(upsample_backward, UpsampleBackward) \
   X(reparameterize, Reparameterize)   \
   X(reparameterize_backward, ReparameterizeBackward) \
-  X(gaussian_kl, GaussianKL)
+  X(gaussian_kl, GaussianKL)          \
+  X(rbm_cd_workspace, RbmCDWorkspace) \
+  X(rbm_cd, RbmCD)                    \
+  X(rbm_free_energy, RbmFreeEnergy)
 
 #define CUAE_DECLARE_OP(name, A) void name(const Context& ctx, const A& a);
 namespace cpu {
