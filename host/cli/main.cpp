@@ -20,10 +20,11 @@ namespace {
 const char* kUsage = R"(usage: cuae <command> [options]
 
 commands:
-  train    --config FILE [--device auto|cpu|cuda] [--epochs N] [--max-train N] [--out DIR]
+  train    --config FILE [--device auto|cpu|cuda] [--epochs N] [--max-train N] [--out DIR] [--init FILE]
            train an autoencoder; writes DIR/checkpoint.safetensors, DIR/reconstructions.png,
            DIR/metrics.csv and reports test reconstruction error beside the PCA baseline
-           with [train] validation and patience: early stopping, DIR/best.safetensors
+           with [train] validation and patience: early stopping, DIR/best.safetensors;
+           --init starts from the parameters of a checkpoint or a pretrained stack
   eval     --checkpoint FILE [--device D] [--pca] [--jacobian LAYER] [--samples K]
            test-set reconstruction error of a checkpoint (and the PCA baseline with --pca), the
            mean squared Frobenius norm of an encoder layer's Jacobian (the contractive layer, or
@@ -35,6 +36,10 @@ commands:
            error against the clean images and writes a PNG grid: noisy, reconstructed, clean
   encode   --checkpoint FILE --out CODES.npy [--split test|train] [--labels LABELS.npy] [--device D]
            latent codes of a dataset as a float32 .npy [N, code]
+  pretrain --config FILE [--device D] [--epochs N] [--max-train N] [--out DIR]
+           greedy layer-wise pretraining of a deep model ([pretrain]: RBMs by contrastive
+           divergence or denoising autoencoders), one layer after another; writes
+           DIR/pretrained.safetensors, the unrolled autoencoder's parameters, for train --init
   summary  --config FILE [--graph]
            layers, shapes, parameter counts and the planned memory of a training step (peak
            arena, parameters, optimizer state); --graph also lists every graph node
@@ -198,6 +203,19 @@ int cmd_train(const Args& a) {
     train.name = cfg.data.train_dir + " (streamed)";
   }
   cuae::Autoencoder ae(cfg, dev);
+  if (a.has("init")) {
+    const std::string init = a.get("init");
+    cuae::SafetensorsFile f = cuae::load_safetensors(init);
+    std::map<std::string, cuae::Tensor> params;
+    for (auto& [k, v] : f.tensors)
+      if (k.rfind("opt.", 0) != 0) params[k] = v;
+    try {
+      ae.load_parameters(params);
+    } catch (const cuae::Error& e) {
+      throw cuae::Error(init + ": " + e.what());
+    }
+    std::printf("cuae: starting from the parameters in %s\n", init.c_str());
+  }
   std::string layers;
   for (auto l : cfg.model.layers) layers += (layers.empty() ? "" : "-") + std::to_string(l);
   std::printf("cuae: training %s autoencoder %s (%lld parameters) on %s (%lld images) on %s, %d epochs, batch %d, %s lr %g\n",
@@ -514,6 +532,46 @@ int cmd_encode(const Args& a) {
   return 0;
 }
 
+int cmd_pretrain(const Args& a) {
+  cuae::Config cfg = cuae::load_config(a.need("config"));
+  if (a.has("device")) cfg.train.device = a.get("device");
+  if (a.has("epochs")) cfg.pretrain.epochs = static_cast<int>(a.integer("epochs"));
+  if (a.has("max-train")) cfg.train.max_train = a.integer("max-train");
+  if (a.has("out")) cfg.output.dir = a.get("out");
+  const cuae::Device dev = cuae::resolve_device(cfg.train.device);
+  auto [train, test] = load_data(cfg);
+  std::string layers;
+  for (auto l : cfg.model.layers) layers += (layers.empty() ? "" : "-") + std::to_string(l);
+  std::printf("cuae: pretraining %s layer by layer (%s, %d epochs per layer, batch %d) on %s on %s\n", layers.c_str(),
+              cfg.pretrain.method == "rbm" ? "RBMs, contrastive divergence" : "denoising autoencoders", cfg.pretrain.epochs,
+              cfg.pretrain.batch_size, train.name.c_str(), cuae::device_name(dev));
+  const auto stack = cuae::pretrain_stack(cfg, train, dev, [&](const cuae::PretrainProgress& p) {
+    if (cfg.pretrain.method == "rbm")
+      std::printf("  layer %d/%d (%lld -> %lld)  epoch %2d/%d  reconstruction error %9.4f  free energy train %10.3f  "
+                  "held-out %10.3f  elapsed %s\n",
+                  p.layer + 1, p.layers, static_cast<long long>(cfg.model.layers[p.layer]),
+                  static_cast<long long>(cfg.model.layers[p.layer + 1]), p.epoch, p.epochs, p.recon_error,
+                  p.free_energy_train, p.free_energy_heldout, fmt_time(p.elapsed_sec).c_str());
+    else
+      std::printf("  layer %d/%d (%lld -> %lld)  epoch %2d/%d  denoising loss %9.4f  elapsed %s\n", p.layer + 1, p.layers,
+                  static_cast<long long>(cfg.model.layers[p.layer]), static_cast<long long>(cfg.model.layers[p.layer + 1]),
+                  p.epoch, p.epochs, p.recon_error, fmt_time(p.elapsed_sec).c_str());
+    std::fflush(stdout);
+  });
+  fs::create_directories(cfg.output.dir);
+  const std::string path = (fs::path(cfg.output.dir) / "pretrained.safetensors").string();
+  std::vector<std::pair<std::string, cuae::Tensor>> tensors(stack.begin(), stack.end());
+  cuae::save_safetensors(path, tensors, {{"format", "cuae-pretrained-1"}, {"config", cuae::to_toml(cfg)}});
+  // What the unrolled, not yet fine-tuned network reconstructs.
+  cuae::Autoencoder ae(cfg, dev);
+  ae.load_parameters(stack);
+  std::printf("unrolled, before fine-tuning, test reconstruction error:\n");
+  print_metrics("pretrained stack", ae.evaluate(test.images));
+  std::printf("wrote %s (fine-tune with: cuae train --config %s --init %s)\n", path.c_str(), a.get("config").c_str(),
+              path.c_str());
+  return 0;
+}
+
 int cmd_summary(const Args& a) {
   const cuae::Config cfg = cuae::load_config(a.need("config"));
   const auto m = cuae::build_autoencoder(cfg, cfg.train.batch_size, cuae::GraphMode::Train);
@@ -553,6 +611,7 @@ int main(int argc, char** argv) {
     if (a.command == "scatter") return cmd_scatter(a);
     if (a.command == "denoise") return cmd_denoise(a);
     if (a.command == "summary") return cmd_summary(a);
+    if (a.command == "pretrain") return cmd_pretrain(a);
     if (a.command == "version") {
       std::printf("cuae %s, CUDA device %s\n", cuae::version(), cuae::cuda_available() ? "available" : "not available");
       return 0;

@@ -106,12 +106,12 @@ Config parse_config(const std::string& text, const std::string& origin) {
        << e.description();
     throw Error(os.str());
   }
-  static const std::set<std::string> tables{"model", "vae", "noise", "sparsity", "contractive", "loss",
+  static const std::set<std::string> tables{"model", "vae", "pretrain", "noise", "sparsity", "contractive", "loss",
                                             "optimizer", "train", "data", "output"};
   for (const auto& [k, v] : root) {
     if (!tables.count(std::string(k.str())))
       throw Error(origin + ": unknown table [" + std::string(k.str()) +
-                  "] (expected model, vae, noise, sparsity, contractive, loss, optimizer, train, data, output)");
+                  "] (expected model, vae, pretrain, noise, sparsity, contractive, loss, optimizer, train, data, output)");
     if (!v.is_table()) throw Error(origin + ": \"" + std::string(k.str()) + "\" must be a table");
   }
   Config c;
@@ -215,6 +215,34 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.finish();
     if (root["vae"].as_table() && !c.model.variational)
       throw Error(origin + ": [vae] is given but [model] variational is not true");
+  }
+  {
+    TableReader r(root["pretrain"].as_table(), origin, "pretrain");
+    PretrainConfig& p = c.pretrain;
+    r.get("method", p.method);
+    r.get("epochs", p.epochs);
+    r.get("batch_size", p.batch_size);
+    r.get("lr", p.lr);
+    r.get("linear_lr_scale", p.linear_lr_scale);
+    r.get("momentum", p.momentum);
+    r.get("initial_momentum", p.initial_momentum);
+    r.get("momentum_switch_epoch", p.momentum_switch_epoch);
+    r.get("weight_decay", p.weight_decay);
+    r.get("k", p.k);
+    r.get("visible", p.visible);
+    r.get("noise", p.noise);
+    if (p.method != "rbm" && p.method != "dae") r.fail("method", "expected rbm or dae, got \"" + p.method + "\"");
+    if (p.epochs < 1) r.fail("epochs", "must be >= 1");
+    if (p.batch_size < 1) r.fail("batch_size", "must be >= 1");
+    if (!(p.lr > 0.0f)) r.fail("lr", "must be > 0");
+    if (!(p.linear_lr_scale > 0.0f)) r.fail("linear_lr_scale", "must be > 0");
+    if (!(p.momentum >= 0.0f && p.momentum < 1.0f)) r.fail("momentum", "must be in [0, 1)");
+    if (!(p.initial_momentum >= 0.0f && p.initial_momentum < 1.0f)) r.fail("initial_momentum", "must be in [0, 1)");
+    if (!(p.weight_decay >= 0.0f)) r.fail("weight_decay", "must be >= 0");
+    if (p.k < 1) r.fail("k", "must be >= 1");
+    if (p.visible != "bernoulli" && p.visible != "gaussian") r.fail("visible", "expected bernoulli or gaussian");
+    if (!(p.noise >= 0.0f && p.noise < 1.0f)) r.fail("noise", "must be in [0, 1)");
+    r.finish();
   }
   {
     TableReader r(root["noise"].as_table(), origin, "noise");
@@ -489,6 +517,18 @@ std::string to_toml(const Config& c) {
                            {"max_test", c.data.max_test}}},
       {"output", toml::table{{"dir", c.output.dir}}},
   };
+  t.insert("pretrain", toml::table{{"method", c.pretrain.method},
+                                   {"epochs", c.pretrain.epochs},
+                                   {"batch_size", c.pretrain.batch_size},
+                                   {"lr", static_cast<double>(c.pretrain.lr)},
+                                   {"linear_lr_scale", static_cast<double>(c.pretrain.linear_lr_scale)},
+                                   {"momentum", static_cast<double>(c.pretrain.momentum)},
+                                   {"initial_momentum", static_cast<double>(c.pretrain.initial_momentum)},
+                                   {"momentum_switch_epoch", c.pretrain.momentum_switch_epoch},
+                                   {"weight_decay", static_cast<double>(c.pretrain.weight_decay)},
+                                   {"k", c.pretrain.k},
+                                   {"visible", c.pretrain.visible},
+                                   {"noise", static_cast<double>(c.pretrain.noise)}});
   if (c.model.variational)
     t.insert("vae", toml::table{{"beta", static_cast<double>(c.vae.beta)},
                                 {"warmup_epochs", c.vae.warmup_epochs},

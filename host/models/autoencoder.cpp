@@ -459,6 +459,26 @@ double Autoencoder::loss(const Tensor& images) {
   return batches ? sum / static_cast<double>(batches) : 0.0;
 }
 
+std::vector<std::pair<std::string, Tensor>> Autoencoder::parameters() {
+  State& S = *s_;
+  if (S.trainer) return S.trainer->parameters();
+  return S.inference(1).parameters();
+}
+
+void Autoencoder::load_parameters(const std::map<std::string, Tensor>& tensors) {
+  State& S = *s_;
+  if (S.trainer) {
+    S.trainer->load(tensors, S.trainer->step());
+  } else {
+    S.loaded = tensors;
+    S.loaded_step = 0;
+    S.infer.reset();
+    // Every parameter present with its shape, checked now.
+    S.inference(1);
+  }
+  S.touch();
+}
+
 Tensor Autoencoder::decode(const Tensor& codes) {
   State& S = *s_;
   const std::int64_t k = S.cfg.model.layers.back(), d = S.cfg.model.layers.front();

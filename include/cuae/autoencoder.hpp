@@ -126,6 +126,25 @@ struct CUAE_API TrainProgress {
   bool epoch_end = false;
 };
 
+// Greedy layer-wise pretraining ([pretrain]; a deep, untied model with sigmoid hidden layers and
+// a sigmoid or linear code): one RBM trained by CD-k (method "rbm", the 2006 recipe: Bernoulli
+// or Gaussian visible units for the first layer, Bernoulli hidden units, linear units for a
+// linear code; momentum 0.5 then 0.9, L2 decay on the weights) or one denoising autoencoder
+// (method "dae") per layer, each on the previous layer's activations. Returns the unrolled
+// autoencoder's parameters: encoder.{i}.weight/bias from layer i, decoder.{j}.weight = its
+// transpose and decoder.{j}.bias its visible bias (j = depth − 1 − i) — a checkpoint that
+// `cuae train --init` (Autoencoder::load_parameters) fine-tunes with the decoder untied.
+struct CUAE_API PretrainProgress {
+  int layer = 0, layers = 0;           // 0-based layer being trained, of layers
+  int epoch = 0, epochs = 0;           // 1-based
+  double recon_error = 0.0;            // rbm: mean Σ(v0 − v1)² per sample; dae: the epoch's loss
+  double free_energy_train = 0.0;      // rbm: mean free energy of training rows ...
+  double free_energy_heldout = 0.0;    // ... and of held-out rows (a growing gap: overfitting)
+  double elapsed_sec = 0.0;
+};
+CUAE_API std::map<std::string, Tensor> pretrain_stack(const Config& config, const Dataset& data, Device device,
+                                                      const std::function<void(const PretrainProgress&)>& progress = {});
+
 class CUAE_API Autoencoder {
  public:
   // Parameters initialised from config.train.seed.
@@ -173,6 +192,12 @@ class CUAE_API Autoencoder {
   ReconMetrics evaluate(const Tensor& images);
   // Mean ‖x − x̂‖-style training loss of the configured objective over `images` (per batch mean).
   double loss(const Tensor& images);
+
+  // The model's parameters by name (host tensors).
+  std::vector<std::pair<std::string, Tensor>> parameters();
+  // Replaces every parameter with the tensors of the same name (e.g. a pretrained stack); the
+  // optimizer state starts afresh. Every parameter must be present with its shape.
+  void load_parameters(const std::map<std::string, Tensor>& tensors);
 
   // safetensors: parameters, optimizer state (opt.m.*, opt.v.*), and in __metadata__ the config
   // (TOML), step, epoch and format. Written to a temporary file and renamed.

@@ -41,6 +41,13 @@
 //   sigma = 0.1                   # gaussian: the fixed standard deviation of p(x|z)
 //   samples = 100                 # importance samples of `cuae eval`'s bound on log p(x)
 //
+//   [pretrain]                    # greedy layer-wise pretraining (cuae pretrain), deep models
+//   method = "rbm"                # rbm (contrastive divergence) | dae (denoising autoencoders)
+//   epochs = 10, batch_size = 100 # per layer
+//   lr = 0.1, linear_lr_scale = 0.01, momentum = 0.9, initial_momentum = 0.5,
+//   momentum_switch_epoch = 5, weight_decay = 2e-4, k = 1, visible = "bernoulli"   # rbm
+//   noise = 0.2                   # dae: masking fraction
+//
 //   [noise]                       # denoising autoencoder: corrupt the input, reconstruct the clean one
 //   type = "none"                 # none | mask | gaussian | salt_pepper
 //   level = 0.3                   # mask, salt_pepper: fraction of pixels; gaussian: σ
@@ -153,6 +160,21 @@ struct CUAE_API VaeConfig {
   int samples = 100;
 };
 
+struct CUAE_API PretrainConfig {
+  std::string method = "rbm";      // rbm | dae
+  int epochs = 10;                 // per layer
+  int batch_size = 100;
+  float lr = 0.1f;                 // rbm: SGD learning rate
+  float linear_lr_scale = 0.01f;   // rbm: the linear code layer's rate relative to lr (2006: 0.001 vs 0.1)
+  float momentum = 0.9f;
+  float initial_momentum = 0.5f;   // for the first momentum_switch_epoch epochs
+  int momentum_switch_epoch = 5;
+  float weight_decay = 2e-4f;
+  int k = 1;                       // CD-k
+  std::string visible = "bernoulli";  // first layer's visible units: bernoulli | gaussian
+  float noise = 0.2f;              // dae: masking fraction
+};
+
 struct CUAE_API NoiseConfig {
   bool enabled = false;
   NoiseType type = NoiseType::Mask;
@@ -212,6 +234,7 @@ struct CUAE_API OutputConfig {
 struct CUAE_API Config {
   ModelConfig model;
   VaeConfig vae;
+  PretrainConfig pretrain;
   NoiseConfig noise;
   SparsityConfig sparsity;
   ContractiveConfig contractive;
