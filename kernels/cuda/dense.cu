@@ -38,21 +38,18 @@
 // Determinism: no atomics anywhere. db's partition depends only on (m, n, SM count, scratch
 // size); each block sums its rows in a fixed order and the partials are added in index order.
 // cuBLAS documents bit-wise reproducible results for one toolkit on GPUs of one architecture and
-// SM count, and the algorithm is chosen once per shape and kept (the plan cache below), so a
-// second run of a step repeats the first exactly.
+// SM count, and the algorithm is chosen once per shape and kept, so a
+// second run of a step repeats the first exactly (the plan cache: kernels/cuda/gemm.cu).
 //
 // No host synchronisation: the plan cache is host-only state; every launch is stream-ordered.
 #include <cublasLt.h>
 
-#include <array>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <mutex>
 #include <string>
 
 #include "kernels/act_math.hpp"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -60,199 +57,13 @@ namespace cuae::kern::cuda {
 
 namespace {
 
+using blas::Gemm;
+using blas::gemm;
+using blas::gemm_supported;
+using blas::epi_uses_bias;
+using blas::epi_uses_aux;
+
 constexpr int kThreads = 256;
-
-// =============================================================================================
-// cuBLASLt: one GEMM in column-major terms, with a cached descriptor and algorithm per shape
-// =============================================================================================
-
-// D[M,N] = op(A)[M,K] · op(B)[K,N] (+ beta·D), all column-major.
-struct Gemm {
-  cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
-  int M = 0, N = 0, K = 0;
-  const float* A = nullptr;
-  int lda = 0;
-  const float* B = nullptr;
-  int ldb = 0;
-  float* D = nullptr;
-  int ldd = 0;
-  float beta = 0.0f;
-  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
-  const float* bias = nullptr;  // BIAS epilogues read it; BGRADA/BGRADB write it
-  float* aux = nullptr;         // GELU_AUX epilogues: the pre-activation
-  std::int64_t aux_ld = 0;
-};
-
-bool epi_uses_bias(cublasLtEpilogue_t e) {
-  return e == CUBLASLT_EPILOGUE_BIAS || e == CUBLASLT_EPILOGUE_RELU_BIAS || e == CUBLASLT_EPILOGUE_GELU_BIAS ||
-         e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || e == CUBLASLT_EPILOGUE_BGRADA || e == CUBLASLT_EPILOGUE_BGRADB;
-}
-bool epi_uses_aux(cublasLtEpilogue_t e) {
-  return e == CUBLASLT_EPILOGUE_GELU_AUX || e == CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
-}
-
-// The largest power of two (≤ 256) dividing the address: cuBLASLt's heuristic assumes 256-byte
-// alignment unless told otherwise, and an algorithm chosen for aligned buffers may fault on a
-// pointer into the middle of an arena.
-std::int64_t align_of(const void* p) {
-  if (!p) return 256;
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  std::int64_t r = 1;
-  while (r < 256 && (a & static_cast<std::uintptr_t>(r)) == 0) r <<= 1;
-  return r;
-}
-
-struct Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  bool ok = false;  // false: the heuristic offered nothing for this request (remembered, not retried)
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    // Host-side objects only; destroying them needs no device and never fails in practice.
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
-};
-
-// Everything the algorithm choice depends on. The device is part of it (an algorithm is chosen
-// for one GPU model and SM count); the handle is not: an algorithm found through one handle is
-// valid with any other on the same device, and a handle's address may be reused after it dies.
-using PlanKey = std::array<std::int64_t, 18>;
-
-PlanKey key_of(const Context& ctx, const Gemm& g) {
-  int device = 0;
-  CUAE_CUDA_CHECK(cudaGetDevice(&device));
-  return {device,
-          static_cast<std::int64_t>(ctx.workspace_bytes),
-          ctx.tf32 ? 1 : 0,
-          g.ta,
-          g.tb,
-          g.M,
-          g.N,
-          g.K,
-          g.lda,
-          g.ldb,
-          g.ldd,
-          static_cast<std::int64_t>(g.epi),
-          g.aux_ld,
-          align_of(g.A),
-          align_of(g.B),
-          align_of(g.D),
-          epi_uses_bias(g.epi) ? align_of(g.bias) : 0,
-          epi_uses_aux(g.epi) ? align_of(g.aux) : 0};
-}
-
-std::unique_ptr<Plan> make_plan(const Context& ctx, const Gemm& g) {
-  auto p = std::make_unique<Plan>();
-  const cublasComputeType_t compute = ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &g.ta, sizeof(g.ta)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &g.tb, sizeof(g.tb)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &g.epi, sizeof(g.epi)));
-  // The heuristic reads the bias/aux pointers' values for their alignment, so they are set now
-  // (and again, to the call's own pointers, before every matmul).
-  if (epi_uses_bias(g.epi))
-    CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (epi_uses_aux(g.epi)) {
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.aux_ld, sizeof(g.aux_ld)));
-  }
-  const bool an = g.ta == CUBLAS_OP_N, bn = g.tb == CUBLAS_OP_N;
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, an ? g.M : g.K, an ? g.K : g.M, g.lda));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, bn ? g.K : g.N, bn ? g.N : g.K, g.ldb));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, g.M, g.N, g.ldd));
-
-  cublasLtMatmulPreference_t pref = nullptr;
-  CUAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  // The preference is destroyed on every path out, a throw included.
-  struct PrefGuard {
-    cublasLtMatmulPreference_t p;
-    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
-  } guard{pref};
-  const std::uint64_t ws = ctx.workspace_bytes;
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  const std::uint32_t al_a = static_cast<std::uint32_t>(align_of(g.A));
-  const std::uint32_t al_b = static_cast<std::uint32_t>(align_of(g.B));
-  const std::uint32_t al_d = static_cast<std::uint32_t>(align_of(g.D));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof(al_d)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof(al_d)));
-
-  cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.blaslt), p->desc, p->a,
-                                                           p->b, p->d, p->d, pref, 1, &res, &found);
-  // NOT_SUPPORTED (or no result) is an answer, not an error: the caller falls back to a plain GEMM.
-  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
-    p->algo = res.algo;
-    p->ok = true;
-  } else if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
-    CUAE_CUBLAS_CHECK(st);
-  }
-  return p;
-}
-
-std::string gemm_desc(const Gemm& g) {
-  return "cuBLASLt GEMM (column-major M=" + std::to_string(g.M) + ", N=" + std::to_string(g.N) +
-         ", K=" + std::to_string(g.K) + ", opA=" + (g.ta == CUBLAS_OP_N ? "N" : "T") +
-         ", opB=" + (g.tb == CUBLAS_OP_N ? "N" : "T") + ", epilogue=" + std::to_string(static_cast<int>(g.epi)) + ")";
-}
-
-std::mutex& plan_mutex() {
-  static std::mutex mu;
-  return mu;
-}
-
-// The plan for g, made (and its heuristic run) on first use. Caller holds plan_mutex().
-Plan& plan_for(const Context& ctx, const Gemm& g) {
-  static std::map<PlanKey, std::unique_ptr<Plan>> cache;
-  const PlanKey key = key_of(ctx, g);
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, make_plan(ctx, g)).first;
-  return *it->second;
-}
-
-// Whether cuBLASLt has an algorithm for g (its epilogue included); enqueues nothing.
-bool gemm_supported(const Context& ctx, const Gemm& g) {
-  std::lock_guard<std::mutex> lock(plan_mutex());
-  return plan_for(ctx, g).ok;
-}
-
-// Enqueues the GEMM; false when cuBLASLt has no algorithm for this epilogue (nothing enqueued).
-// A DEFAULT-epilogue GEMM without an algorithm is an error: there is nothing left to fall back to.
-bool gemm(const Context& ctx, const Gemm& g) {
-  // One lock around lookup, pointer attributes and enqueue: the cached descriptor is shared, and
-  // cublasLtMatmul reads its attributes at enqueue time (so a captured CUDA graph keeps them).
-  std::lock_guard<std::mutex> lock(plan_mutex());
-  Plan& p = plan_for(ctx, g);
-  if (!p.ok) {
-    CUAE_CHECK(g.epi != CUBLASLT_EPILOGUE_DEFAULT, gemm_desc(g) + ": cuBLASLt found no algorithm");
-    return false;
-  }
-  if (epi_uses_bias(g.epi))
-    CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (epi_uses_aux(g.epi))
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
-  const float alpha = 1.0f;
-  CUAE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.blaslt), p.desc, &alpha, g.A, p.a, g.B, p.b,
-                                   &g.beta, g.D, p.d, g.D, p.d, &p.algo, ctx.workspace, ctx.workspace_bytes,
-                                   launch::stream_of(ctx)));
-  return true;
-}
 
 // The three GEMMs of a dense layer in row-major terms (see kernels/cpu/dense.cpp for the algebra).
 Gemm forward_gemm(const DenseForward& a) {

@@ -25,15 +25,11 @@
 // ~20 MB ≈ 7 µs. At batch 100 the GEMMs are small and launch overhead dominates.
 #include <cublasLt.h>
 
-#include <array>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <string>
 
 #include "kernels/act_math.hpp"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/gemm.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/rbm_validate.hpp"
@@ -44,114 +40,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// =============================================================================================
-// cuBLASLt: D[M,N] = alpha·op(A)·op(B) + beta·D, column-major, one cached plan per shape (the
-// approach of kernels/cuda/dense.cu, with alpha as an argument)
-// =============================================================================================
-
-struct Gemm {
-  cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
-  int M = 0, N = 0, K = 0;
-  const float* A = nullptr;
-  int lda = 0;
-  const float* B = nullptr;
-  int ldb = 0;
-  float* D = nullptr;
-  int ldd = 0;
-  float alpha = 1.0f, beta = 0.0f;
-};
-
-std::int64_t align_of(const void* p) {
-  const auto a = reinterpret_cast<std::uintptr_t>(p);
-  std::int64_t r = 1;
-  while (r < 256 && (a & static_cast<std::uintptr_t>(r)) == 0) r <<= 1;
-  return r;
-}
-
-struct Plan {
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
-  cublasLtMatmulAlgo_t algo{};
-  bool ok = false;
-  Plan() = default;
-  Plan(const Plan&) = delete;
-  Plan& operator=(const Plan&) = delete;
-  ~Plan() {
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (desc) cublasLtMatmulDescDestroy(desc);
-  }
-};
-
-using PlanKey = std::array<std::int64_t, 14>;
-
-PlanKey key_of(const Context& ctx, const Gemm& g) {
-  int device = 0;
-  CUAE_CUDA_CHECK(cudaGetDevice(&device));
-  return {device, static_cast<std::int64_t>(ctx.workspace_bytes), ctx.tf32 ? 1 : 0, g.ta, g.tb, g.M, g.N, g.K,
-          g.lda, g.ldb, g.ldd, align_of(g.A), align_of(g.B), align_of(g.D)};
-}
-
-std::unique_ptr<Plan> make_plan(const Context& ctx, const Gemm& g) {
-  auto p = std::make_unique<Plan>();
-  const cublasComputeType_t compute = ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &g.ta, sizeof(g.ta)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &g.tb, sizeof(g.tb)));
-  const bool an = g.ta == CUBLAS_OP_N, bn = g.tb == CUBLAS_OP_N;
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, an ? g.M : g.K, an ? g.K : g.M, g.lda));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, bn ? g.K : g.N, bn ? g.N : g.K, g.ldb));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, g.M, g.N, g.ldd));
-  cublasLtMatmulPreference_t pref = nullptr;
-  CUAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  struct PrefGuard {
-    cublasLtMatmulPreference_t p;
-    ~PrefGuard() { cublasLtMatmulPreferenceDestroy(p); }
-  } guard{pref};
-  const std::uint64_t ws = ctx.workspace_bytes;
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-  // The workspace partitions put buffers at arbitrary float offsets: tell the heuristic the
-  // alignment each pointer really has.
-  const std::uint32_t al_a = static_cast<std::uint32_t>(align_of(g.A));
-  const std::uint32_t al_b = static_cast<std::uint32_t>(align_of(g.B));
-  const std::uint32_t al_d = static_cast<std::uint32_t>(align_of(g.D));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_d, sizeof(al_d)));
-  CUAE_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_d, sizeof(al_d)));
-  cublasLtMatmulHeuristicResult_t res{};
-  int found = 0;
-  const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(ctx.blaslt), p->desc, p->a,
-                                                           p->b, p->d, p->d, pref, 1, &res, &found);
-  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && res.state == CUBLAS_STATUS_SUCCESS) {
-    p->algo = res.algo;
-    p->ok = true;
-  } else if (st != CUBLAS_STATUS_NOT_SUPPORTED) {
-    CUAE_CUBLAS_CHECK(st);
-  }
-  return p;
-}
-
-void gemm(const Context& ctx, const Gemm& g) {
-  static std::mutex mu;
-  static std::map<PlanKey, std::unique_ptr<Plan>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  const PlanKey key = key_of(ctx, g);
-  auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, make_plan(ctx, g)).first;
-  const Plan& p = *it->second;
-  CUAE_CHECK(p.ok, "rbm: cuBLASLt found no algorithm for the GEMM M=" + std::to_string(g.M) +
-                       ", N=" + std::to_string(g.N) + ", K=" + std::to_string(g.K));
-  CUAE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.blaslt), p.desc, &g.alpha, g.A, p.a, g.B, p.b,
-                                   &g.beta, g.D, p.d, g.D, p.d, &p.algo, ctx.workspace, ctx.workspace_bytes,
-                                   launch::stream_of(ctx)));
-}
+// GEMMs through the shared cuBLASLt plan cache (kernels/cuda/gemm.cuh); the RBM's have no epilogue,
+// so a missing algorithm is an error there (blas::gemm throws).
+using blas::Gemm;
 
 // Row-major y [m,n] = x [m,k]·W'ᵀ with W' [n,k] (trans_w), or x·W' with W' [k,n]: in column-major
 // terms yᵀ [n,m] = op(W')·xᵀ.
@@ -366,10 +257,10 @@ void rbm_cd(const Context& ctx, const RbmCD& a) {
   // Sampled visibles draw after every hidden draw: step t's start at k·m·nh + (t − 1)·m·nv.
   const std::uint64_t vis_base = static_cast<std::uint64_t>(a.k) * MH;
 
-  gemm(ctx, xw_gemm(a.v0, a.w, ph0, m, nh, nv, true));
+  blas::gemm(ctx, xw_gemm(a.v0, a.w, ph0, m, nh, nv, true));
   hidden_pass(a, ph0, hs, 0, stream);
   for (int t = 1; t <= a.k; ++t) {
-    gemm(ctx, xw_gemm(hs, a.w, vt, m, nv, nh, false));
+    blas::gemm(ctx, xw_gemm(hs, a.w, vt, m, nv, nh, false));
     visible_kernel<<<launch::grid_for(static_cast<std::int64_t>(MV), kThreads), kThreads, 0, stream>>>(
         vt, a.b, static_cast<unsigned>(MV), static_cast<unsigned>(nv), a.visible == RbmUnit::Bernoulli,
         a.sample_visible, a.seed, a.step, vis_base + static_cast<std::uint64_t>(t - 1) * MV);
@@ -380,13 +271,13 @@ void rbm_cd(const Context& ctx, const RbmCD& a) {
       recon_finish_kernel<<<1, 1, 0, stream>>>(part_r, static_cast<int>(chunks), m, a.recon);
       CUAE_CUDA_LAUNCH_CHECK();
     }
-    gemm(ctx, xw_gemm(vt, a.w, phk, m, nh, nv, true));
+    blas::gemm(ctx, xw_gemm(vt, a.w, phk, m, nh, nv, true));
     hidden_pass(a, phk, t < a.k ? hs : nullptr, t, stream);
   }
   if (a.dw) {
     const float inv_m = 1.0f / static_cast<float>(m);
-    gemm(ctx, outer_gemm(ph0, a.v0, a.dw, m, nv, nh, -inv_m, 0.0f));
-    gemm(ctx, outer_gemm(phk, vt, a.dw, m, nv, nh, inv_m, 1.0f));
+    blas::gemm(ctx, outer_gemm(ph0, a.v0, a.dw, m, nv, nh, -inv_m, 0.0f));
+    blas::gemm(ctx, outer_gemm(phk, vt, a.dw, m, nv, nh, inv_m, 1.0f));
   }
   if (a.db) neg_mean_diff(a.v0, vt, m, nv, part_b, a.db, stream);
   if (a.dc) neg_mean_diff(ph0, phk, m, nh, part_c, a.dc, stream);
@@ -396,7 +287,7 @@ void rbm_free_energy(const Context& ctx, const RbmFreeEnergy& a) {
   validate(a);
   CUAE_CHECK(ctx.blaslt != nullptr, "rbm_free_energy: no cuBLASLt handle in the context");
   const cudaStream_t stream = launch::stream_of(ctx);
-  gemm(ctx, xw_gemm(a.v, a.w, a.ws, a.m, a.nh, a.nv, true));
+  blas::gemm(ctx, xw_gemm(a.v, a.w, a.ws, a.m, a.nh, a.nv, true));
   const int blocks = a.m < 65535 ? a.m : 65535;
   free_energy_kernel<<<blocks, kThreads, 0, stream>>>(a.v, a.ws, a.b, a.c, a.fe, a.m, a.nv, a.nh,
                                                       a.visible == RbmUnit::Bernoulli, a.hidden == RbmUnit::Bernoulli);
