@@ -156,7 +156,8 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
       for (std::size_t i = 0; i < nw; ++i) host[i] = normal(rng);
     }
     DevBuf param(be, nparam), grad(be, nparam), vel(be, nparam), batch_buf(be, static_cast<std::size_t>(batch) * nv),
-        index(be, static_cast<std::size_t>(n_train)), recon(be, 1), fe(be, static_cast<std::size_t>(held)),
+        index(be, static_cast<std::size_t>(n_train)), recon(be, static_cast<std::size_t>(steps)),
+        fe(be, static_cast<std::size_t>(held)),
         fe_ws(be, static_cast<std::size_t>(held) * nh);
     be.copy_to_device(param.p, host.data(), nparam * sizeof(float));
     be.memset(vel.p, 0, nparam * sizeof(float));
@@ -198,7 +199,7 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
         a.dw = grad.p;
         a.db = grad.p + nw;
         a.dc = grad.p + nw + nv;
-        a.recon = recon.p;
+        a.recon = recon.p + s;  // one slot per step, read once per epoch: no host sync in a step
         a.ws = ws.p;
         a.ws_floats = ws_floats;
         a.m = batch;
@@ -223,10 +224,10 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
         o.momentum = e < pc.momentum_switch_epoch ? pc.initial_momentum : pc.momentum;
         o.step = static_cast<std::int64_t>(global_step);
         be.ops().optimizer_step(be.ctx(), o);
-        float r = 0.0f;
-        be.copy_to_host(&r, recon.p, sizeof(float));
-        recon_sum += r;
       }
+      std::vector<float> rs(static_cast<std::size_t>(steps));
+      be.copy_to_host(rs.data(), recon.p, rs.size() * sizeof(float));
+      for (float r : rs) recon_sum += r;
       // Free energy of training rows against held-out rows: a widening gap is overfitting.
       auto mean_fe = [&](const float* rows) {
         kern::RbmFreeEnergy f;
