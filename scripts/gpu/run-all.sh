@@ -16,7 +16,8 @@
 #   CTEST_EXCLUDE     ctest -E regex (default "^Install\." : the install test needs the whole build
 #                     tree, which stays on the build machine; set it empty to run everything)
 #   CTEST_JOBS        ctest parallelism (default 4; the GPU is shared by the CUDA tests)
-#   OP_TEST           the op test program under build-gpu/tests (default test_ops)
+#   OP_TEST           the op test programs under build-gpu/tests the sanitizer runs (default every
+#                     test_ops* program: test_ops, test_ops_conv, test_ops_pool, test_ops_vae, ...)
 #   SANITIZER_TOOLS   compute-sanitizer tools to run, in order (default "memcheck")
 #   SANITIZER_FILTER  --gtest_filter for the sanitizer runs (default "*")
 #   SANITIZER_TIMEOUT seconds per tool (default 300)
@@ -201,21 +202,32 @@ step_tests() {
 
 step_sanitizer() {
   log "step sanitizer"
-  local cs prog="$b/tests/${OP_TEST:-test_ops}" rc=0 tool
+  local cs prog rc=0 tool progs=() name
   cs=$(command -v compute-sanitizer || true)
   for d in "${CUDA_HOME:-}" /usr/local/cuda; do
     [ -z "$cs" ] && [ -n "$d" ] && [ -x "$d/bin/compute-sanitizer" ] && cs="$d/bin/compute-sanitizer"
   done
   if [ -z "$cs" ]; then log "compute-sanitizer not found: step skipped"; return 0; fi
-  if [ ! -x "$prog" ]; then log "$prog not built: step skipped"; return 0; fi
+  if [ -n "${OP_TEST:-}" ]; then
+    for name in $OP_TEST; do progs+=("$b/tests/$name"); done
+  else
+    for prog in "$b"/tests/test_ops*; do
+      case "$(basename "$prog")" in *.*) continue ;; esac
+      [ -f "$prog" ] && progs+=("$prog")
+    done
+  fi
+  ((${#progs[@]})) || { log "no op test program built: step skipped"; return 0; }
   : > "$OUT/sanitizer.log"
-  for tool in ${SANITIZER_TOOLS:-memcheck}; do
-    echo "=== compute-sanitizer --tool $tool $prog" >> "$OUT/sanitizer.log"
-    (cd "$b/tests" && timeout "${SANITIZER_TIMEOUT:-300}" "$cs" --tool "$tool" --error-exitcode 99 \
-      "$prog" --gtest_filter="${SANITIZER_FILTER:-*}") >> "$OUT/sanitizer.log" 2>&1
-    local r=$?
-    log "sanitizer $tool: exit $r$( ((r == 124)) && echo ' (timed out)')"
-    ((r == 0)) || rc=1
+  for prog in "${progs[@]}"; do
+    [ -x "$prog" ] || { log "$prog not built: skipped"; continue; }
+    for tool in ${SANITIZER_TOOLS:-memcheck}; do
+      echo "=== compute-sanitizer --tool $tool $prog" >> "$OUT/sanitizer.log"
+      (cd "$b/tests" && timeout "${SANITIZER_TIMEOUT:-300}" "$cs" --tool "$tool" --error-exitcode 99 \
+        "$prog" --gtest_filter="${SANITIZER_FILTER:-*}") >> "$OUT/sanitizer.log" 2>&1
+      local r=$?
+      log "sanitizer $tool $(basename "$prog"): exit $r$( ((r == 124)) && echo ' (timed out)')"
+      ((r == 0)) || rc=1
+    done
   done
   grep -E 'ERROR SUMMARY|PASSED|FAILED' "$OUT/sanitizer.log" | tail -n 10 | tee -a "$runlog"
   return "$rc"
