@@ -90,6 +90,25 @@ Value Graph::param(const std::string& name, Shape shape, Init init, bool decay) 
   return {add_value({name, std::move(shape), ValueKind::Param, init, decay, -1})};
 }
 
+void Graph::check_bias_and_slope(const std::string& nm, Value b, std::int64_t width, Activation act, float slope) const {
+  if (b.valid()) {
+    const auto& bi = info(b);
+    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{width},
+               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(width) + "]");
+  }
+  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+}
+
+Value Graph::add_layer_node(Node n, const Shape& ys) {
+  const int node = static_cast<int>(nodes_.size());
+  n.outputs.push_back(add_value({n.name + ".out", ys, ValueKind::Activation, {}, false, node}));
+  // GELU's derivative needs the pre-activation; every other activation's comes from the output.
+  if (n.act == Activation::GELU)
+    n.outputs.push_back(add_value({n.name + ".pre", ys, ValueKind::Activation, {}, false, node}));
+  nodes_.push_back(std::move(n));
+  return {nodes_.back().outputs[0]};
+}
+
 Value Graph::dense(Value x, Value w, Value b, Activation act, bool w_transposed, float slope, const std::string& name) {
   const std::string nm = name.empty() ? "dense" + std::to_string(nodes_.size()) : name;
   const auto& xi = info(x);
@@ -101,12 +120,7 @@ Value Graph::dense(Value x, Value w, Value b, Activation act, bool w_transposed,
   const std::int64_t out = w_transposed ? wi.shape[1] : wi.shape[0];
   CUAE_CHECK(xi.shape[1] == in, nm + ": x " + shape_str(xi.shape) + " does not match W " + shape_str(wi.shape) +
                                     (w_transposed ? " (transposed, [in, out])" : " ([out, in])"));
-  if (b.valid()) {
-    const auto& bi = info(b);
-    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{out},
-               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(out) + "]");
-  }
-  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+  check_bias_and_slope(nm, b, out, act, slope);
   Node n;
   n.kind = OpKind::Dense;
   n.name = nm;
@@ -115,12 +129,7 @@ Value Graph::dense(Value x, Value w, Value b, Activation act, bool w_transposed,
   n.slope = slope;
   n.w_transposed = w_transposed;
   const Shape ys{xi.shape[0], out};
-  const int node = static_cast<int>(nodes_.size());
-  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
-  // GELU's derivative needs the pre-activation; every other activation's comes from the output.
-  if (act == Activation::GELU) n.outputs.push_back(add_value({nm + ".pre", ys, ValueKind::Activation, {}, false, node}));
-  nodes_.push_back(std::move(n));
-  return {nodes_.back().outputs[0]};
+  return add_layer_node(std::move(n), ys);
 }
 
 Value Graph::activation(Value x, Activation act, float slope, const std::string& name) {
@@ -302,12 +311,7 @@ Value Graph::conv2d(Value x, Value w, Value b, Activation act, const Conv2dOptio
   CUAE_CHECK(p > 0 && q > 0, nm + ": a " + i2(static_cast<int>(wi.shape[1]), static_cast<int>(wi.shape[2])) +
                                  " filter (" + conv_opts_str(o, false) + ") does not fit x " + shape_str(xs));
   const std::int64_t k = wi.shape[0];
-  if (b.valid()) {
-    const auto& bi = info(b);
-    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{k},
-               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(k) + "]");
-  }
-  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+  check_bias_and_slope(nm, b, k, act, slope);
   Node n;
   n.kind = OpKind::Conv;
   n.name = nm;
@@ -317,11 +321,7 @@ Value Graph::conv2d(Value x, Value w, Value b, Activation act, const Conv2dOptio
   n.conv = o;
   n.conv.out_pad_h = n.conv.out_pad_w = 0;
   const Shape ys{xs[0], p, q, k};
-  const int node = static_cast<int>(nodes_.size());
-  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
-  if (act == Activation::GELU) n.outputs.push_back(add_value({nm + ".pre", ys, ValueKind::Activation, {}, false, node}));
-  nodes_.push_back(std::move(n));
-  return {nodes_.back().outputs[0]};
+  return add_layer_node(std::move(n), ys);
 }
 
 Value Graph::conv_transpose2d(Value x, Value w, Value b, Activation act, const Conv2dOptions& o, float slope,
@@ -346,12 +346,7 @@ Value Graph::conv_transpose2d(Value x, Value w, Value b, Activation act, const C
              nm + ": a " + i2(r, sw) + " transposed filter (" + conv_opts_str(o, true) + ") cannot map x " +
                  shape_str(xs) + " to a positive size");
   const std::int64_t c = wi.shape[3];
-  if (b.valid()) {
-    const auto& bi = info(b);
-    CUAE_CHECK(bi.kind == ValueKind::Param && bi.shape == Shape{c},
-               nm + ": bias " + shape_str(bi.shape) + " must be a parameter of shape [" + std::to_string(c) + "]");
-  }
-  CUAE_CHECK(act != Activation::LeakyReLU || slope > 0.0f, nm + ": leaky ReLU slope must be > 0");
+  check_bias_and_slope(nm, b, c, act, slope);
   Node n;
   n.kind = OpKind::Deconv;
   n.name = nm;
@@ -360,11 +355,7 @@ Value Graph::conv_transpose2d(Value x, Value w, Value b, Activation act, const C
   n.slope = slope;
   n.conv = o;
   const Shape ys{xs[0], h, wd, c};
-  const int node = static_cast<int>(nodes_.size());
-  n.outputs.push_back(add_value({nm + ".out", ys, ValueKind::Activation, {}, false, node}));
-  if (act == Activation::GELU) n.outputs.push_back(add_value({nm + ".pre", ys, ValueKind::Activation, {}, false, node}));
-  nodes_.push_back(std::move(n));
-  return {nodes_.back().outputs[0]};
+  return add_layer_node(std::move(n), ys);
 }
 
 namespace {

@@ -203,6 +203,10 @@ class CUAE_API Graph {
 
  private:
   int add_value(ValueInfo v);
+  // Shared by dense, conv2d and conv_transpose2d: b (if any) must be a [width] parameter, a leaky
+  // slope positive; then the node with its output ys (and GELU's pre-activation) is added.
+  void check_bias_and_slope(const std::string& nm, Value b, std::int64_t width, Activation act, float slope) const;
+  Value add_layer_node(Node n, const Shape& ys);
   std::vector<ValueInfo> values_;
   std::vector<Node> nodes_;
   std::vector<int> outputs_;
