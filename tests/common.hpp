@@ -101,7 +101,8 @@ std::vector<double> to_double(std::span<const float> a);
 // itself (or a void helper whose caller checks IsSkipped()).
 #define CUAE_SKIP_WITHOUT_GPU()                                       \
   do {                                                                \
-    if (!::cuae::cuda_available()) GTEST_SKIP() << ::cuae::test::kNoGpuReason; \
+    if (!::cuae::cuda_available())                                    \
+      GTEST_SKIP() << ::cuae::test::kNoGpuReason << " (" << ::cuae::cuda_unavailable_reason() << ")"; \
   } while (0)
 
 // ---- finite-difference gradient check -----------------------------------------------------

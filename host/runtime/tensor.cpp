@@ -54,18 +54,29 @@ void free_host_buffer(void* p, Device device) {
   else std::free(p);
 }
 
-bool cuda_available() {
-  static const bool available = [] {
+namespace {
+// "" when a CUDA device is usable, else why not (asked of the runtime once per process).
+const std::string& cuda_status() {
+  static const std::string status = []() -> std::string {
     int n = 0;
-    // No driver, no device, or a driver older than the runtime: all mean "no GPU here".
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return n > 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess) return n > 0 ? std::string() : std::string("no CUDA device is present");
+    cudaGetLastError();
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    auto ver = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
+    if (driver == 0) return "no NVIDIA driver on this machine (" + std::string(cudaGetErrorString(e)) + ")";
+    return std::string(cudaGetErrorString(e)) + " (the driver supports CUDA " + ver(driver) +
+           ", cuae's runtime is CUDA " + ver(runtime) + ")";
   }();
-  return available;
+  return status;
 }
+}  // namespace
+
+bool cuda_available() { return cuda_status().empty(); }
+
+std::string cuda_unavailable_reason() { return cuda_status(); }
 
 namespace {
 std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
@@ -79,6 +90,18 @@ std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
   void* p = nullptr;
   CUAE_CUDA_CHECK(cudaMalloc(&p, bytes));
   return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+}
+
+// A copy or fill that touches a CUDA tensor runs between two device-wide synchronisations. The
+// backends' streams are non-blocking (they never wait for the legacy default stream that
+// cudaMemcpy/cudaMemset use, nor it for them), so without the first a read could overtake the
+// step still writing the memory (or a write the step still reading it), and without the second a
+// pageable host-to-device copy may return before its data has landed.
+template <class F>
+void ordered_with_device(F&& f) {
+  CUAE_CUDA_CHECK(cudaDeviceSynchronize());
+  f();
+  CUAE_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
 cudaMemcpyKind kind_of(Device dst, Device src) {
@@ -107,7 +130,7 @@ Tensor Tensor::zeros(Shape shape, Device device) {
   Tensor t(std::move(shape), DType::F32, device);
   if (t.nbytes() == 0) return t;
   if (device == Device::CPU) std::memset(t.data_, 0, t.nbytes());
-  else CUAE_CUDA_CHECK(cudaMemset(t.data_, 0, t.nbytes()));
+  else ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemset(t.data_, 0, t.nbytes())); });
   return t;
 }
 
@@ -144,7 +167,7 @@ void Tensor::copy_from(const Tensor& src) {
     std::memcpy(data_, src.data_, nbytes());
     return;
   }
-  CUAE_CUDA_CHECK(cudaMemcpy(data_, src.data_, nbytes(), kind_of(device_, src.device_)));
+  ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemcpy(data_, src.data_, nbytes(), kind_of(device_, src.device_))); });
 }
 
 Tensor Tensor::reshape(Shape shape) const {
@@ -169,7 +192,7 @@ std::vector<float> Tensor::values() const {
   std::vector<float> v(static_cast<std::size_t>(numel()));
   if (v.empty()) return v;
   if (device_ == Device::CPU) std::memcpy(v.data(), data_, nbytes());
-  else CUAE_CUDA_CHECK(cudaMemcpy(v.data(), data_, nbytes(), cudaMemcpyDeviceToHost));
+  else ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemcpy(v.data(), data_, nbytes(), cudaMemcpyDeviceToHost)); });
   return v;
 }
 

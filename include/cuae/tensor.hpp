@@ -3,6 +3,13 @@
 // A tensor either owns its storage (shared between copies of the handle, freed with the last one)
 // or is a view of memory someone else owns. Copies between host and device are always explicit
 // (to(), copy_from()); nothing moves data behind the caller's back.
+//
+// Every copy or fill that touches a CUDA tensor (to, copy_from, values, zeros) is synchronous with
+// the whole device: it waits for all work already enqueued there (a training step of an Executor
+// on its own stream included), runs, and has completed when it returns. So a tensor read after a
+// step sees the step's results, and memory a step reads is complete before the step starts. These
+// are for set-up and results, not for the inside of a training loop (Executor::set_input and
+// gather_input are the asynchronous, stream-ordered ways in).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +36,9 @@ CUAE_API std::int64_t shape_numel(const Shape& s);
 
 // True when a CUDA device is present and usable (false on machines without a GPU or driver).
 CUAE_API bool cuda_available();
+// Why cuda_available() is false (empty when it is true): no driver, no device, or a driver too old
+// for the CUDA runtime cuae was built with (both versions named).
+CUAE_API std::string cuda_unavailable_reason();
 
 // Host memory for buffers the device copies from: page-locked (pinned) when `device` is CUDA, so
 // host-to-device copies run asynchronously at full bus speed; plain 256-byte-aligned memory for the
