@@ -69,6 +69,7 @@
 #include "bench/harness.cuh"
 #include "kernels/act_math.hpp"
 #include "kernels/conv_common.hpp"
+#include "kernels/cuda/cudnn_handle.hpp"
 #include "kernels/ops.hpp"
 
 namespace {
@@ -113,8 +114,7 @@ const char* math_str(cudnnMathType_t m) {
 class RawConv {
  public:
   RawConv(const ConvGeom& g, bool tf32) {
-    h_ = static_cast<cudnnHandle_t>(env().ctx().cudnn);
-    CUAE_CHECK(h_ != nullptr, "the CUDA backend has no cuDNN handle");
+    h_ = kern::cuda::cudnn_handle(env().ctx(), "bench_conv");
     CUAE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_));
     CUAE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y_));
     CUAE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bk_));

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace cuae::kern {
 
@@ -22,9 +23,18 @@ enum class UpsampleKind : int { Nearest = 0, Bilinear };
 // What a ConvWorkspace query is asked about.
 enum class ConvPass : int { ConvForward = 0, ConvBackward, DeconvForward, DeconvBackward };
 
+// The cuDNN handle of a backend, made at the first convolution (kernels/cuda/cudnn_handle.cu): ops
+// that never convolve never load cuDNN, so a machine whose cuDNN engine libraries are missing runs
+// every other op, and the first convolution there is a cuae::Error naming the missing library.
+struct CudnnSlot {
+  void* handle = nullptr;  // cudnnHandle_t once made
+  void* stream = nullptr;  // the stream it is bound to
+};
+
 // What an op may use besides its arguments. On the CPU backend every pointer is null. The scratch
 // and workspace are shared by the ops enqueued on this context's stream: a second stream needs a
-// Context (and so a Backend) of its own.
+// Context (and so a Backend) of its own. device and sm_count are read once, when the backend is
+// made, so no launch asks the driver for them.
 struct Context {
   void* stream = nullptr;          // cudaStream_t the op is enqueued on
   void* blaslt = nullptr;          // cublasLtHandle_t
@@ -32,9 +42,26 @@ struct Context {
   std::size_t workspace_bytes = 0;
   float* scratch = nullptr;        // reduction partials (device), owned by the backend
   std::size_t scratch_floats = 0;
-  void* cudnn = nullptr;           // cudnnHandle_t (bound to stream)
+  CudnnSlot* cudnn = nullptr;      // owned by the backend; the handle is made on first use
+  int device = -1;                 // CUDA device ordinal
+  int sm_count = 0;                // its multiprocessor count (grid sizing)
   bool tf32 = false;               // allow TF32 tensor cores in fp32 GEMMs and convolutions
   int variant = 0;                 // kernel variant (0 = production choice); the benchmark sweeps it
+};
+
+// What an op resolves once and reuses: cuBLASLt descriptors and algorithms, the cuDNN plan of a
+// geometry. Whoever repeats a call with the same arguments (an executor step, a benchmark loop)
+// owns one OpCache per call site and passes it in the call's arguments; the first call fills it,
+// and later calls with the same arguments and context reuse it with no lock, map lookup or driver
+// query (a call whose arguments differ from the cached ones resolves afresh). A null cache is
+// always correct: the op then resolves through a process-wide cache under a lock, per call. The
+// CPU backend ignores it. An OpCache belongs to one call site on one thread at a time.
+struct OpCache {
+  struct Entry {
+    virtual ~Entry() = default;
+  };
+  static constexpr int kEntries = 8;
+  std::unique_ptr<Entry> entries[kEntries];  // the op's own use (e.g. one per GEMM it runs)
 };
 
 // Kernel variants dense_forward/dense_backward have on the CUDA backend (Context::variant <
@@ -56,6 +83,7 @@ struct DenseForward {
   bool w_kn = false;
   Act act = Act::Identity;
   float slope = 0.01f;             // leaky ReLU's negative slope (> 0)
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // Backward of DenseForward. dZ = dY ⊙ act'(·) and db = Σ_rows dZ in one pass; then
@@ -78,6 +106,7 @@ struct DenseBackward {
   bool w_kn = false;
   Act act = Act::Identity;
   float slope = 0.01f;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // y = act(x) elementwise over count values (inference outputs such as sigmoid(logits)).
@@ -287,6 +316,7 @@ struct ConvGeom {
   int k = 0, r = 0, s = 0;          // output channels, filter height, filter width
   int p = 0, q = 0;                 // convolution output (deconvolution input)
   int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
+  bool operator==(const ConvGeom&) const = default;
 };
 
 // y = act(conv(x, filter) + b)  (b [k] or null; z receives the pre-activation when non-null, as in
@@ -303,6 +333,7 @@ struct ConvForward {
   std::size_t ws_bytes = 0;
   Act act = Act::Identity;
   float slope = 0.01f;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // Backward of ConvForward: dz = dy ⊙ act'(·) into the [n,p,q,k] workspace dz, db = Σ_{n,p,q} dz,
@@ -324,6 +355,7 @@ struct ConvBackward {
   bool acc_dx = false, acc_dw = false, acc_db = false;
   Act act = Act::Identity;
   float slope = 0.01f;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // Transposed convolution: y [n,h,w,c] = act(convᵀ(x [n,p,q,k], filter [k,r,s,c]) + b [c]), i.e.
@@ -340,6 +372,7 @@ struct DeconvForward {
   std::size_t ws_bytes = 0;
   Act act = Act::Identity;
   float slope = 0.01f;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // Backward of DeconvForward: dz = dy ⊙ act' ([n,h,w,c] workspace), db = Σ dz over n,h,w,
@@ -361,12 +394,16 @@ struct DeconvBackward {
   bool acc_dx = false, acc_dw = false, acc_db = false;
   Act act = Act::Identity;
   float slope = 0.01f;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // Workspace query: *bytes = the workspace (device memory on CUDA) one call of `pass` with this
 // geometry needs. The executor asks at plan time and places the workspace in its arena. On CUDA the
 // answer also fixes the algorithm the later calls use for this geometry (kept per geometry), so a
 // call must be given at least the bytes it was told.
+// No backend ever answers more than this: an algorithm that needs more is not used (FFT-based ones
+// can want gigabytes, and the executor reserves the answer in its arena).
+constexpr std::size_t kMaxConvWorkspaceBytes = std::size_t{128} << 20;
 struct ConvWorkspace {
   ConvGeom g;
   ConvPass pass = ConvPass::ConvForward;
@@ -542,6 +579,7 @@ struct RbmCD {
   RbmUnit visible = RbmUnit::Bernoulli, hidden = RbmUnit::Bernoulli;
   bool sample_visible = false;
   std::uint64_t seed = 0, step = 0;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 // *floats = the workspace RbmCD needs for these sizes.
 struct RbmCDWorkspace {
@@ -562,6 +600,7 @@ struct RbmFreeEnergy {
   float* ws = nullptr;
   int m = 0, nv = 0, nh = 0;
   RbmUnit visible = RbmUnit::Bernoulli, hidden = RbmUnit::Bernoulli;
+  OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 
 // name, argument struct. Add an op here, then in both kernels/cpu and kernels/cuda.

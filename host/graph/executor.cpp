@@ -111,6 +111,14 @@ struct Executor::Impl {
   std::vector<int> loss_bufs;      // scalar buffers of the loss terms
 
   std::vector<std::function<void()>> eval_launches, train_launches;
+  // One per bound step whose op resolves plans (GEMMs, convolutions): filled by the step's first
+  // launch, reused by every later one (kernels/ops.hpp, OpCache). Stable addresses: the launches
+  // hold pointers to them.
+  std::vector<std::unique_ptr<kern::OpCache>> caches;
+  kern::OpCache* new_cache() {
+    caches.push_back(std::make_unique<kern::OpCache>());
+    return caches.back().get();
+  }
   std::int64_t updates = 0;
   // The step number random ops draw with: the update being computed during train_step, the
   // updates so far during forward. Launches read it when they run.
@@ -593,6 +601,7 @@ void Executor::Impl::bind() {
         a.w_kn = n.w_transposed;
         a.act = to_kern(n.act);
         a.slope = n.slope;
+        a.cache = new_cache();
         auto f = [ops, ctx, a] { ops->dense_forward(*ctx, a); };
         eval_launches.push_back(f);
         train_launches.push_back(f);
@@ -650,6 +659,7 @@ void Executor::Impl::bind() {
         a.w_kn = n.w_transposed;
         a.act = to_kern(n.act);
         a.slope = n.slope;
+        a.cache = new_cache();
         train_launches.push_back([ops, ctx, a] { ops->dense_backward(*ctx, a); });
         break;
       }
@@ -783,6 +793,7 @@ void Executor::Impl::bind() {
           a.ws_bytes = s.ws >= 0 ? static_cast<std::size_t>(bufs[static_cast<std::size_t>(s.ws)].numel) * sizeof(float) : 0;
           a.act = to_kern(n.act);
           a.slope = n.slope;
+          a.cache = new_cache();
         };
         std::function<void()> f;
         if (s.kind == StepKind::ConvF) {
@@ -822,6 +833,7 @@ void Executor::Impl::bind() {
           }
           a.act = to_kern(n.act);
           a.slope = n.slope;
+          a.cache = new_cache();
         };
         if (s.kind == StepKind::ConvB) {
           kern::ConvBackward a;

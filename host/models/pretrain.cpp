@@ -174,6 +174,9 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
       be.ops().rbm_cd_workspace(be.ctx(), q);
     }
     DevBuf ws(be, std::max<std::size_t>(ws_floats, 1));
+    // The CD step and the free energy repeat the same GEMMs every call: their plans are resolved
+    // once per layer (kernels/ops.hpp, OpCache).
+    kern::OpCache cd_cache, fe_cache;
     std::vector<std::int32_t> order(static_cast<std::size_t>(n_train));
     const float lr = linear_hidden ? pc.lr * pc.linear_lr_scale : pc.lr;
     for (int e = 0; e < pc.epochs; ++e) {
@@ -210,6 +213,7 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
         a.hidden = linear_hidden ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
         a.seed = kern::philox_mix_seed(cfg.train.seed, 0x5242'4d00ull + li);
         a.step = global_step;
+        a.cache = &cd_cache;
         be.ops().rbm_cd(be.ctx(), a);
         // The 2006 schedule: momentum 0.5 for the first epochs, then 0.9; L2 decay on W only.
         kern::OptimizerStep o;
@@ -242,6 +246,7 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
         f.nh = nh;
         f.visible = gaussian_visible ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
         f.hidden = linear_hidden ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
+        f.cache = &fe_cache;
         be.ops().rbm_free_energy(be.ctx(), f);
         std::vector<float> v(static_cast<std::size_t>(held));
         be.copy_to_host(v.data(), fe.p, v.size() * sizeof(float));

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "host/runtime/check.hpp"
+#include "kernels/cuda/cudnn_handle.hpp"
 
 namespace cuae {
 
@@ -19,16 +20,18 @@ Backend::Backend(Device device) : device_(device) {
   }
   if (!cuda_available()) throw Error("CUDA backend requested but no usable CUDA device is present");
   ops_ = &kern::cuda_ops();
+  // The device and its properties are read once here: no launch asks the driver for them.
+  CUAE_CUDA_CHECK(cudaGetDevice(&ctx_.device));
+  CUAE_CUDA_CHECK(cudaDeviceGetAttribute(&ctx_.sm_count, cudaDevAttrMultiProcessorCount, ctx_.device));
   cudaStream_t stream = nullptr;
   CUAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   ctx_.stream = stream;
   cublasLtHandle_t lt = nullptr;
   CUAE_CUBLAS_CHECK(cublasLtCreate(&lt));
   ctx_.blaslt = lt;
-  cudnnHandle_t dnn = nullptr;
-  CUAE_CUDNN_CHECK(cudnnCreate(&dnn));
-  CUAE_CUDNN_CHECK(cudnnSetStream(dnn, stream));
-  ctx_.cudnn = dnn;
+  // cuDNN is loaded at the first convolution (kernels/cuda/cudnn_handle.hpp), not here: every
+  // other op runs on a machine whose cuDNN cannot be loaded.
+  ctx_.cudnn = &cudnn_;
   cudaEvent_t ev = nullptr;
   CUAE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
   event_ = ev;
@@ -47,7 +50,7 @@ Backend::~Backend() {
   cudaFree(ctx_.scratch);
   cudaFree(ctx_.workspace);
   cudaEventDestroy(static_cast<cudaEvent_t>(event_));
-  cudnnDestroy(static_cast<cudnnHandle_t>(ctx_.cudnn));
+  kern::cuda::release_cudnn(cudnn_);
   cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.blaslt));
   cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.stream));
 }

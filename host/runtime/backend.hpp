@@ -1,5 +1,6 @@
 // A backend = a device, its op table and the per-device resources the ops need (stream, cuBLASLt
-// handle, GEMM workspace, reduction scratch). The graph executor holds one; so do tests and
+// handle, GEMM workspace, reduction scratch, the device's properties, and a cuDNN handle made at
+// the first convolution). The graph executor holds one; so do tests and
 // benchmarks that call ops directly. Internal header (not installed).
 #pragma once
 
@@ -50,6 +51,7 @@ class Backend {
   Device device_;
   const kern::OpTable* ops_;
   kern::Context ctx_;
+  kern::CudnnSlot cudnn_;  // ctx_.cudnn points here; the handle is made at the first convolution
   void* event_ = nullptr;  // cudaEvent_t of mark()
 };
 

@@ -16,6 +16,11 @@
 //   CT = c for c ≤ 4 (loops fully unrolled), CT = 0 reads c at run time (variant 2 on wide layers).
 //   KT ∈ {8, 16, 32}: the smallest ≥ k, halved while the slice would not fit in 48 KiB.
 //
+// Shared memory: the filter slice is dynamic shared memory, up to kSmemBytes = 48 KiB. The default
+// per-block limit (48 KiB) counts a kernel's static shared memory too, so each kernel instantiation
+// opts in once per device (cudaFuncSetAttribute, MaxDynamicSharedMemorySize = kSmemBytes) before its
+// first launch there: then exactly 48 KiB is legal whatever the compiler reserves statically.
+//
 // deconv_fwd_kernel<A, CT>: y[n,h,w,c] = act(Σ over the taps (r,s) with h = p·sh − ph + r·dh and
 // w = q·sw − pw + s·dw for some (p,q) in range, of Σ_k x[n,p,q,k]·W[k,r,s,c] + b[c]), the gather
 // form of the transposed convolution (no scatter, no atomics).
@@ -30,8 +35,10 @@
 //
 // Both kernels are deterministic (a fixed summation order per output value) and compute in fp32
 // FMAs whatever ctx.tf32 says.
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kernels/act_math.hpp"
 #include "kernels/conv_common.hpp"
@@ -44,10 +51,23 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kPix = 2;                               // output pixels per thread (conv forward)
-constexpr std::int64_t kSmemBytes = 48 * 1024;        // the default dynamic shared memory limit
+constexpr std::int64_t kSmemBytes = 48 * 1024;        // dynamic shared memory a launch may use (opted in)
 constexpr std::int64_t kMaxGridY = 65535;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Opts `kernel` in to kSmemBytes of dynamic shared memory on ctx's device, once per device (the
+// flags are per instantiation: each calls this with its own `done`).
+constexpr int kMaxDevices = 64;
+template <class Kernel>
+void opt_in_smem(const Context& ctx, Kernel* kernel, std::atomic<bool> (&done)[kMaxDevices]) {
+  const int dev = ctx.device;
+  CUAE_CHECK(dev >= 0 && dev < kMaxDevices, "conv direct kernels: CUDA device " + std::to_string(dev));
+  if (done[dev].load(std::memory_order_acquire)) return;
+  CUAE_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)));
+  done[dev].store(true, std::memory_order_release);
+}
 
 // ---------------------------------------------------------------------------------------------
 // convolution forward
@@ -187,7 +207,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <Act A, int CT, int KT>
-void launch_conv(const ConvForward& a, cudaStream_t stream) {
+void conv_fwd_cuda(const Context& ctx, const ConvForward& a, cudaStream_t stream) {
+  static std::atomic<bool> opted[kMaxDevices] = {};
+  opt_in_smem(ctx, &conv_fwd_kernel<A, CT, KT>, opted);
   const ConvGeom& g = a.g;
   const std::int64_t pixels = static_cast<std::int64_t>(g.n) * g.p * g.q;
   const dim3 grid(static_cast<unsigned>(ceil_div(pixels, kThreads * kPix)), static_cast<unsigned>(ceil_div(g.k, KT)));
@@ -198,11 +220,11 @@ void launch_conv(const ConvForward& a, cudaStream_t stream) {
 }
 
 template <Act A, int CT>
-void launch_conv_kt(const ConvForward& a, int kt, cudaStream_t stream) {
+void conv_fwd_tile_cuda(const Context& ctx, const ConvForward& a, int kt, cudaStream_t stream) {
   switch (kt) {
-    case 8: launch_conv<A, CT, 8>(a, stream); return;
-    case 16: launch_conv<A, CT, 16>(a, stream); return;
-    case 32: launch_conv<A, CT, 32>(a, stream); return;
+    case 8: conv_fwd_cuda<A, CT, 8>(ctx, a, stream); return;
+    case 16: conv_fwd_cuda<A, CT, 16>(ctx, a, stream); return;
+    case 32: conv_fwd_cuda<A, CT, 32>(ctx, a, stream); return;
   }
   ::cuae::fail_at(__FILE__, __LINE__, "conv2d_forward: no direct kernel for channel tile " + std::to_string(kt));
 }
@@ -308,7 +330,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <Act A, int CT>
-void launch_deconv(const DeconvForward& a, cudaStream_t stream) {
+void deconv_fwd_cuda(const Context& ctx, const DeconvForward& a, cudaStream_t stream) {
+  static std::atomic<bool> opted[kMaxDevices] = {};
+  opt_in_smem(ctx, &deconv_fwd_kernel<A, CT>, opted);
   const ConvGeom& g = a.g;
   const std::int64_t total = deconv_threads(g);
   const dim3 grid(static_cast<unsigned>(ceil_div(total, kThreads)), static_cast<unsigned>(ceil_div(g.c, CT)));
@@ -332,30 +356,30 @@ bool deconv_forward_covers(const ConvGeom& g) {
          deconv_threads(g) <= 2147483647;
 }
 
-void conv_forward(const ConvForward& a, cudaStream_t stream) {
+void conv_forward_cuda(const Context& ctx, const ConvForward& a, cudaStream_t stream) {
   CUAE_CHECK(conv_forward_covers(a.g), "conv2d_forward: the direct kernel does not cover " + conv_geom_str(a.g));
   const int kt = conv_tile(a.g);
   launch::dispatch_act(a.act, [&](auto t) {
     constexpr Act A = decltype(t)::value;
     switch (a.g.c) {
-      case 1: launch_conv_kt<A, 1>(a, kt, stream); return;
-      case 2: launch_conv_kt<A, 2>(a, kt, stream); return;
-      case 3: launch_conv_kt<A, 3>(a, kt, stream); return;
-      case 4: launch_conv_kt<A, 4>(a, kt, stream); return;
-      default: launch_conv_kt<A, 0>(a, kt, stream); return;
+      case 1: conv_fwd_tile_cuda<A, 1>(ctx, a, kt, stream); return;
+      case 2: conv_fwd_tile_cuda<A, 2>(ctx, a, kt, stream); return;
+      case 3: conv_fwd_tile_cuda<A, 3>(ctx, a, kt, stream); return;
+      case 4: conv_fwd_tile_cuda<A, 4>(ctx, a, kt, stream); return;
+      default: conv_fwd_tile_cuda<A, 0>(ctx, a, kt, stream); return;
     }
   });
 }
 
-void deconv_forward(const DeconvForward& a, cudaStream_t stream) {
+void deconv_forward_cuda(const Context& ctx, const DeconvForward& a, cudaStream_t stream) {
   CUAE_CHECK(deconv_forward_covers(a.g), "deconv2d_forward: the direct kernel does not cover " + conv_geom_str(a.g));
   launch::dispatch_act(a.act, [&](auto t) {
     constexpr Act A = decltype(t)::value;
     switch (deconv_tile(a.g)) {
-      case 1: launch_deconv<A, 1>(a, stream); return;
-      case 2: launch_deconv<A, 2>(a, stream); return;
-      case 3: launch_deconv<A, 3>(a, stream); return;
-      default: launch_deconv<A, 4>(a, stream); return;
+      case 1: deconv_fwd_cuda<A, 1>(ctx, a, stream); return;
+      case 2: deconv_fwd_cuda<A, 2>(ctx, a, stream); return;
+      case 3: deconv_fwd_cuda<A, 3>(ctx, a, stream); return;
+      default: deconv_fwd_cuda<A, 4>(ctx, a, stream); return;
     }
   });
 }

@@ -12,16 +12,17 @@
 
 namespace cuae::kern::cuda::conv_direct {
 
-// Whether the kernel can run this geometry (its filter slice must fit in 48 KiB of shared memory,
-// its grid within CUDA's limits). Any channel count is covered where these hold; which passes use
+// Whether the kernel can run this geometry (its filter slice must fit in 48 KiB of dynamic shared
+// memory, which each kernel opts in to before its first launch on a device; its grid within CUDA's
+// limits). Any channel count is covered where these hold; which passes use
 // the kernel is conv.cu's choice.
 bool conv_forward_covers(const ConvGeom& g);
 bool deconv_forward_covers(const ConvGeom& g);
 
 // y = act(conv(x, w) + b), z = the pre-activation when non-null, in one kernel. The arguments are
 // validated by the caller.
-void conv_forward(const ConvForward& a, cudaStream_t stream);
+void conv_forward_cuda(const Context& ctx, const ConvForward& a, cudaStream_t stream);
 // y = act(convᵀ(x, w) + b), z likewise, in one kernel.
-void deconv_forward(const DeconvForward& a, cudaStream_t stream);
+void deconv_forward_cuda(const Context& ctx, const DeconvForward& a, cudaStream_t stream);
 
 }  // namespace cuae::kern::cuda::conv_direct

@@ -3,8 +3,9 @@
 // Kernels (one variant each; ctx.variant is ignored here, there is nothing to choose between):
 //   act_forward_kernel<A>       y = act(x), float4 grid-stride loop plus a scalar tail
 //   loss_partial_kernel<K,G>    one pass: ℓ and (G) the gradient per element, each block's Σℓ via
-//                               cub::BlockReduce into ctx.scratch (as doubles)
-//   loss_final_kernel           one block sums the partials in a fixed order, writes loss[0]
+//                               reduce::block_sum into ctx.scratch (as doubles)
+//   reduce::final_sum_cuda      one block sums the partials in a fixed order, writes loss[0]
+//                               (kernels/cuda/reduce.cuh)
 //
 // Back of the envelope (H100 SXM, ~3.0 TB/s measured copy, read+write): both ops are pure
 // streaming. activation: 8 B/element (read x, write y); 64 Mi elements = 512 MiB ≈ 0.18 ms.
@@ -17,12 +18,11 @@
 // order, so one device gives bit-identical losses run after run. The sum is kept in double
 // (per-thread accumulator, block partials and final sum); the values and gradients are float and
 // come from the same scalar formulas as the CPU reference (kernels/act_math.hpp).
-#include <cub/block/block_reduce.cuh>
-
 #include <cstdint>
 
 #include "kernels/act_math.hpp"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -30,7 +30,7 @@ namespace cuae::kern::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = reduce::kThreads;  // the loss's blocks reduce with reduce::block_sum
 
 // ---------------------------------------------------------------------------------------------
 // activation
@@ -53,9 +53,10 @@ __global__ void act_forward_kernel(const float* x, float* y, std::int64_t count,
   for (std::int64_t i = n4 * 4 + tid; i < count; i += stride) y[i] = act_forward(A, x[i], slope);
 }
 
-void act_forward_cuda(const float* x, float* y, std::int64_t count, Act act, float slope, cudaStream_t stream) {
+void act_forward_cuda(const Context& ctx, const float* x, float* y, std::int64_t count, Act act, float slope,
+                      cudaStream_t stream) {
   const bool vec = launch::aligned16(x) && launch::aligned16(y);
-  const int grid = launch::grid_for(vec ? (count + 3) / 4 : count, kThreads);
+  const int grid = launch::grid_for(ctx, vec ? (count + 3) / 4 : count, kThreads);
   launch::dispatch_act(act, [&](auto a) {
     act_forward_kernel<decltype(a)::value><<<grid, kThreads, 0, stream>>>(x, y, count, slope, vec);
   });
@@ -116,29 +117,18 @@ __global__ void __launch_bounds__(kThreads) loss_partial_kernel(const float* pre
   for (std::int64_t i = n4 * 4 + tid; i < count; i += stride)
     loss_one<K, kGrad>(pred[i], target[i], grad, i, scale, acc_grad, sum);
 
-  using Reduce = cub::BlockReduce<double, kThreads>;
-  __shared__ typename Reduce::TempStorage tmp;
-  const double block_sum = Reduce(tmp).Sum(sum);
-  if (threadIdx.x == 0) partials[blockIdx.x] = block_sum;
+  const double total = reduce::block_sum(sum);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
-// One block: thread t sums partials t, t+256, ... in order, then a fixed tree. scale is applied
-// once, to the double total, as the CPU reference does.
-__global__ void __launch_bounds__(kThreads) loss_final_kernel(const double* partials, int nparts, float scale,
-                                                              float* loss) {
-  double sum = 0.0;
-  for (int i = threadIdx.x; i < nparts; i += kThreads) sum += partials[i];
-  using Reduce = cub::BlockReduce<double, kThreads>;
-  __shared__ typename Reduce::TempStorage tmp;
-  const double total = Reduce(tmp).Sum(sum);
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(static_cast<double>(scale) * total);
-}
-
-void loss_cuda(const Loss& a, double* partials, int max_parts, cudaStream_t stream) {
+void loss_cuda(const Context& ctx, const Loss& a, const reduce::Scratch& sc, cudaStream_t stream) {
   const bool want_grad = a.grad != nullptr;
   const bool vec = launch::aligned16(a.pred) && launch::aligned16(a.target) && (!want_grad || launch::aligned16(a.grad));
-  int grid = launch::grid_for(vec ? (a.count + 3) / 4 : a.count, kThreads, 2);
-  if (grid > max_parts) grid = max_parts;
+  std::int64_t want = launch::grid_for(ctx, vec ? (a.count + 3) / 4 : a.count, kThreads, 2);
+  if (want > sc.cap) want = sc.cap;
+  if (want > 65535) want = 65535;
+  const int grid = static_cast<int>(want);
+  double* partials = sc.p;
   launch::dispatch_loss(a.kind, [&](auto k) {
     constexpr LossKind K = decltype(k)::value;
     if (want_grad)
@@ -149,25 +139,20 @@ void loss_cuda(const Loss& a, double* partials, int max_parts, cudaStream_t stre
                                                                    false, vec, partials);
   });
   CUAE_CUDA_LAUNCH_CHECK();
-  loss_final_kernel<<<1, kThreads, 0, stream>>>(partials, grid, a.scale, a.loss);
-  CUAE_CUDA_LAUNCH_CHECK();
+  // The scale is applied once, to the double total, as the CPU reference does.
+  reduce::final_sum_cuda(partials, grid, static_cast<double>(a.scale), a.loss, stream);
 }
 
 }  // namespace
 
 void activation_forward(const Context& ctx, const Activation& a) {
   validate(a);
-  act_forward_cuda(a.x, a.y, a.count, a.act, a.slope, launch::stream_of(ctx));
+  act_forward_cuda(ctx, a.x, a.y, a.count, a.act, a.slope, launch::stream_of(ctx));
 }
 
 void loss(const Context& ctx, const Loss& a) {
   validate(a);
-  // The partials are doubles laid over the float scratch (cudaMalloc'd, so 8-byte aligned).
-  const std::size_t max_parts = ctx.scratch_floats / 2;
-  CUAE_CHECK(ctx.scratch && max_parts >= 1, "loss: the CUDA backend's reduction scratch is missing");
-  CUAE_CHECK((reinterpret_cast<std::uintptr_t>(ctx.scratch) & 7u) == 0, "loss: reduction scratch is not 8-byte aligned");
-  const int cap = max_parts > 65535 ? 65535 : static_cast<int>(max_parts);
-  loss_cuda(a, reinterpret_cast<double*>(ctx.scratch), cap, launch::stream_of(ctx));
+  loss_cuda(ctx, a, reduce::scratch_of(ctx, "loss"), launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

@@ -1,6 +1,14 @@
-// The cuBLASLt GEMM of kernels/cuda/gemm.cuh: a descriptor, layouts and an algorithm chosen by
-// cuBLASLt's heuristic once per shape and kept (so a step repeats exactly), looked up under one
-// lock with the enqueue (the cached descriptor's pointer attributes are set per call).
+// The cuBLASLt GEMM of kernels/cuda/gemm.cuh.
+//
+// Two levels of caching:
+//   process-wide  per (device, workspace, tf32, shape, transposes, epilogue, pointer alignments)
+//                 one Plan: descriptors and the algorithm cuBLASLt's heuristic chose, made on first
+//                 use and kept (so a step repeats exactly); looked up under one lock. An uncached
+//                 call sets its pointers on the shared descriptor and enqueues under that lock.
+//   per call site an OpCache entry (Site) with descriptors of its own, its bias/aux pointers set
+//                 once and the algorithm copied from the Plan: a repeated call with the same Gemm
+//                 and context compares two small structs and calls cublasLtMatmul, with no lock,
+//                 map lookup or driver query.
 #include <cublasLt.h>
 
 #include <array>
@@ -50,10 +58,13 @@ struct Plan {
 // valid with any other on the same device, and a handle's address may be reused after it dies.
 using PlanKey = std::array<std::int64_t, 18>;
 
+int device_of(const Context& ctx) {
+  CUAE_CHECK(ctx.device >= 0, "cuBLASLt GEMM: the context names no CUDA device (make it through a cuae Backend)");
+  return ctx.device;
+}
+
 PlanKey key_of(const Context& ctx, const Gemm& g) {
-  int device = 0;
-  CUAE_CUDA_CHECK(cudaGetDevice(&device));
-  return {device,
+  return {device_of(ctx),
           static_cast<std::int64_t>(ctx.workspace_bytes),
           ctx.tf32 ? 1 : 0,
           g.ta,
@@ -73,27 +84,36 @@ PlanKey key_of(const Context& ctx, const Gemm& g) {
           epi_uses_aux(g.epi) ? align_of(g.aux) : 0};
 }
 
+// The bias/aux pointers of g on p's descriptor (cublasLtMatmul reads them at enqueue time).
+void set_pointers(Plan& p, const Gemm& g) {
+  if (epi_uses_bias(g.epi))
+    CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  if (epi_uses_aux(g.epi))
+    CUAE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
+}
+
+// Creates the descriptor and layouts of g in p, with g's bias/aux pointers set (the heuristic reads
+// them for their alignment; a Site keeps them).
+void make_descs(Plan& p, const Context& ctx, const Gemm& g) {
+  const cublasComputeType_t compute = ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  CUAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F));
+  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &g.ta, sizeof(g.ta)));
+  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &g.tb, sizeof(g.tb)));
+  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &g.epi, sizeof(g.epi)));
+  set_pointers(p, g);
+  if (epi_uses_aux(g.epi))
+    CUAE_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.aux_ld, sizeof(g.aux_ld)));
+  const bool an = g.ta == CUBLAS_OP_N, bn = g.tb == CUBLAS_OP_N;
+  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, an ? g.M : g.K, an ? g.K : g.M, g.lda));
+  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, bn ? g.K : g.N, bn ? g.N : g.K, g.ldb));
+  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, CUDA_R_32F, g.M, g.N, g.ldd));
+}
+
 std::unique_ptr<Plan> make_plan(const Context& ctx, const Gemm& g) {
   auto p = std::make_unique<Plan>();
-  const cublasComputeType_t compute = ctx.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, compute, CUDA_R_32F));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &g.ta, sizeof(g.ta)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &g.tb, sizeof(g.tb)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &g.epi, sizeof(g.epi)));
-  // The heuristic reads the bias/aux pointers' values for their alignment, so they are set now
-  // (and again, to the call's own pointers, before every matmul).
-  if (epi_uses_bias(g.epi))
-    CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (epi_uses_aux(g.epi)) {
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &g.aux_ld, sizeof(g.aux_ld)));
-  }
-  const bool an = g.ta == CUBLAS_OP_N, bn = g.tb == CUBLAS_OP_N;
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_32F, an ? g.M : g.K, an ? g.K : g.M, g.lda));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_32F, bn ? g.K : g.N, bn ? g.N : g.K, g.ldb));
-  CUAE_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, g.M, g.N, g.ldd));
+  make_descs(*p, ctx, g);
 
   cublasLtMatmulPreference_t pref = nullptr;
   CUAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -151,32 +171,88 @@ Plan& plan_for(const Context& ctx, const Gemm& g) {
   return *it->second;
 }
 
+// One call site's GEMM: the Gemm and context it was made for, and descriptors of its own with
+// their pointers set, so a repeated call shares nothing mutable with any other site.
+struct Site : OpCache::Entry {
+  Gemm g;
+  int device = -1;
+  std::size_t workspace_bytes = 0;
+  bool tf32 = false;
+  bool ok = false;  // false: refused (bias alignment) or no algorithm
+  Plan own;
+
+  bool made_for(const Context& ctx, const Gemm& call) const {
+    return call == g && ctx.device == device && ctx.workspace_bytes == workspace_bytes && ctx.tf32 == tf32;
+  }
+};
+
+// The site of `entry` in cache, (re)made for g when it was made for another call.
+Site& site_for(const Context& ctx, const Gemm& g, OpCache& cache, int entry) {
+  CUAE_CHECK(entry >= 0 && entry < OpCache::kEntries, "cuBLASLt GEMM: OpCache entry " + std::to_string(entry));
+  auto& slot = cache.entries[entry];
+  if (auto* s = dynamic_cast<Site*>(slot.get()); s && s->made_for(ctx, g)) return *s;
+  auto s = std::make_unique<Site>();
+  s->g = g;
+  s->device = device_of(ctx);
+  s->workspace_bytes = ctx.workspace_bytes;
+  s->tf32 = ctx.tf32;
+  if (!epi_uses_bias(g.epi) || bias_epilogue_allowed(g.bias)) {
+    cublasLtMatmulAlgo_t algo{};
+    {
+      std::lock_guard<std::mutex> lock(plan_mutex());
+      const Plan& p = plan_for(ctx, g);
+      s->ok = p.ok;
+      algo = p.algo;
+    }
+    if (s->ok) {
+      make_descs(s->own, ctx, g);
+      s->own.algo = algo;
+      s->own.ok = true;
+    }
+  }
+  slot = std::move(s);
+  return static_cast<Site&>(*slot);
+}
+
+void enqueue(const Context& ctx, const Gemm& g, const Plan& p) {
+  CUAE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.blaslt), p.desc, &g.alpha, g.A, p.a, g.B, p.b,
+                                   &g.beta, g.D, p.d, g.D, p.d, &p.algo, ctx.workspace, ctx.workspace_bytes,
+                                   launch::stream_of(ctx)));
+}
+
 }  // namespace
 
-bool gemm_supported(const Context& ctx, const Gemm& g) {
+bool bias_epilogue_allowed(const void* bias) { return bias != nullptr && launch::aligned16(bias); }
+
+bool gemm_supported(const Context& ctx, const Gemm& g, OpCache* cache, int entry) {
+  if (cache) return site_for(ctx, g, *cache, entry).ok;
+  if (epi_uses_bias(g.epi) && !bias_epilogue_allowed(g.bias)) return false;
   std::lock_guard<std::mutex> lock(plan_mutex());
   return plan_for(ctx, g).ok;
 }
 
-bool gemm(const Context& ctx, const Gemm& g) {
+bool gemm(const Context& ctx, const Gemm& g, OpCache* cache, int entry) {
+  if (cache) {
+    const Site& s = site_for(ctx, g, *cache, entry);
+    if (!s.ok) {
+      CUAE_CHECK(g.epi != CUBLASLT_EPILOGUE_DEFAULT, gemm_desc(g) + ": cuBLASLt found no algorithm");
+      return false;
+    }
+    enqueue(ctx, g, s.own);
+    return true;
+  }
+  if (epi_uses_bias(g.epi) && !bias_epilogue_allowed(g.bias)) return false;
   // One lock around lookup, pointer attributes and enqueue: the cached descriptor is shared, and
-  // cublasLtMatmul reads its attributes at enqueue time (so a captured CUDA graph keeps them).
+  // cublasLtMatmul reads its attributes at enqueue time.
   std::lock_guard<std::mutex> lock(plan_mutex());
   Plan& p = plan_for(ctx, g);
   if (!p.ok) {
     CUAE_CHECK(g.epi != CUBLASLT_EPILOGUE_DEFAULT, gemm_desc(g) + ": cuBLASLt found no algorithm");
     return false;
   }
-  if (epi_uses_bias(g.epi))
-    CUAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-  if (epi_uses_aux(g.epi))
-    CUAE_CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.aux, sizeof(g.aux)));
-  CUAE_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(ctx.blaslt), p.desc, &g.alpha, g.A, p.a, g.B, p.b,
-                                   &g.beta, g.D, p.d, g.D, p.d, &p.algo, ctx.workspace, ctx.workspace_bytes,
-                                   launch::stream_of(ctx)));
+  set_pointers(p, g);
+  enqueue(ctx, g, p);
   return true;
 }
-
 
 }  // namespace cuae::kern::cuda::blas

@@ -40,6 +40,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/ops.hpp"
@@ -189,15 +190,14 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// The staged kernel's dynamic shared memory limit on the current device, in bytes (0: never
+// The staged kernel's dynamic shared memory limit on the context's device, in bytes (0: never
 // stage). Asked of the driver once per device, when the opt-in above 48 KiB is also granted.
 template <int kThreads>
-long long stage_limit() {
+long long stage_limit(const Context& ctx) {
   constexpr int kMaxDevices = 64;
   static std::atomic<long long> cached[kMaxDevices] = {};  // limit + 1; 0 = not asked yet
-  int dev = 0;
-  CUAE_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= kMaxDevices) dev = 0;
+  const int dev = ctx.device;
+  CUAE_CHECK(dev >= 0 && dev < kMaxDevices, "ksparse_forward: CUDA device " + std::to_string(dev));
   long long v = cached[dev].load(std::memory_order_relaxed);
   if (v == 0) {  // two threads may both ask; they store the same value
     auto kernel = ksparse_forward_kernel<kThreads, true>;
@@ -217,10 +217,10 @@ long long stage_limit() {
 }
 
 template <int kThreads>
-void forward_with(const KSparse& a, cudaStream_t stream) {
+void ksparse_forward_cuda(const Context& ctx, const KSparse& a, cudaStream_t stream) {
   const long long bytes = static_cast<long long>(a.n) * static_cast<long long>(sizeof(float));
   const dim3 grid(static_cast<unsigned>(a.m));
-  if (bytes <= stage_limit<kThreads>()) {
+  if (bytes <= stage_limit<kThreads>(ctx)) {
     ksparse_forward_kernel<kThreads, true>
         <<<grid, kThreads, static_cast<std::size_t>(bytes), stream>>>(a.x, a.y, a.index, a.n, a.k);
   } else {
@@ -240,27 +240,13 @@ __global__ void ksparse_scatter_kernel(const float* __restrict__ dy, const std::
   }
 }
 
-}  // namespace
-
-void ksparse_forward(const Context& ctx, const KSparse& a) {
-  validate(a);
-  const cudaStream_t stream = launch::stream_of(ctx);
-  // Enough threads that a row takes a few tiles, few enough that short rows do not idle warps.
-  if (a.n <= 128) forward_with<32>(a, stream);
-  else if (a.n <= 1024) forward_with<128>(a, stream);
-  else if (a.n <= 4096) forward_with<256>(a, stream);
-  else forward_with<512>(a, stream);
-}
-
-void ksparse_backward(const Context& ctx, const KSparseBackward& a) {
-  validate(a);
-  const cudaStream_t stream = launch::stream_of(ctx);
+void ksparse_backward_cuda(const Context& ctx, const KSparseBackward& a, cudaStream_t stream) {
   if (!a.acc_dx) {
     CUAE_CUDA_CHECK(cudaMemsetAsync(a.dx, 0, static_cast<std::size_t>(a.m) * a.n * sizeof(float), stream));
   }
   constexpr int kBlock = 256;
   const std::int64_t total = static_cast<std::int64_t>(a.m) * a.k;  // <= m·n < 2^31 (validated)
-  const int grid = launch::grid_for(total, kBlock);
+  const int grid = launch::grid_for(ctx, total, kBlock);
   if (a.acc_dx) {
     ksparse_scatter_kernel<true><<<grid, kBlock, 0, stream>>>(a.dy, a.index, a.dx, static_cast<unsigned>(total), a.n,
                                                               static_cast<unsigned>(a.k));
@@ -269,6 +255,23 @@ void ksparse_backward(const Context& ctx, const KSparseBackward& a) {
                                                                static_cast<unsigned>(a.k));
   }
   CUAE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void ksparse_forward(const Context& ctx, const KSparse& a) {
+  validate(a);
+  const cudaStream_t stream = launch::stream_of(ctx);
+  // Enough threads that a row takes a few tiles, few enough that short rows do not idle warps.
+  if (a.n <= 128) ksparse_forward_cuda<32>(ctx, a, stream);
+  else if (a.n <= 1024) ksparse_forward_cuda<128>(ctx, a, stream);
+  else if (a.n <= 4096) ksparse_forward_cuda<256>(ctx, a, stream);
+  else ksparse_forward_cuda<512>(ctx, a, stream);
+}
+
+void ksparse_backward(const Context& ctx, const KSparseBackward& a) {
+  validate(a);
+  ksparse_backward_cuda(ctx, a, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

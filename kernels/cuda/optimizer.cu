@@ -109,7 +109,7 @@ __global__ void __launch_bounds__(kThreads) optimizer_kernel(float* param, const
   }
 }
 
-void optimizer_cuda(const OptimizerStep& a, cudaStream_t stream) {
+void optimizer_cuda(const Context& ctx, const OptimizerStep& a, cudaStream_t stream) {
   OptArgs o{};
   o.n = a.n;
   o.n_decay = a.n_decay;
@@ -131,7 +131,7 @@ void optimizer_cuda(const OptimizerStep& a, cudaStream_t stream) {
   bool vec = launch::aligned16(a.param) && launch::aligned16(a.grad);
   if (!sgd) vec = vec && launch::aligned16(a.m);
   if (state) vec = vec && launch::aligned16(a.v);
-  const int grid = launch::grid_for(vec ? (a.n + 3) / 4 : a.n, kThreads, 2);
+  const int grid = launch::grid_for(ctx, vec ? (a.n + 3) / 4 : a.n, kThreads, 2);
 
   switch (a.kind) {
     case OptKind::SGD:
@@ -152,7 +152,7 @@ void optimizer_cuda(const OptimizerStep& a, cudaStream_t stream) {
 
 void optimizer_step(const Context& ctx, const OptimizerStep& a) {
   validate(a);
-  optimizer_cuda(a, launch::stream_of(ctx));
+  optimizer_cuda(ctx, a, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

@@ -4,7 +4,7 @@
 //   activity_penalty, L1
 //     l1_partial_kernel<G>       one streaming pass: Σ|h| per thread in double and (G) grad (+)=
 //                                w/m·sign(h), float4 when aligned; each block's sum into ctx.scratch
-//     final_sum_kernel           one block adds the partials in index order, writes loss[0]
+//     reduce::final_sum_cuda     one block adds the partials in index order, writes loss[0]
 //   activity_penalty, KL
 //     kl_colsum_kernel           column sums of h over row chunks (grid = column tiles × row
 //                                chunks), in double; per-(chunk, column) partials in ctx.scratch,
@@ -23,7 +23,7 @@
 //                                not yet known, the value term s_j·G_j (Σ_ij g·s_j = Σ_j s_j·G_j),
 //                                and grad_w row j (+)= 2w/m·G_j·W_jl; each block's value sum into
 //                                ctx.scratch
-//     final_sum_kernel           as for L1, loss[0] = w/m · Σ
+//     reduce::final_sum_cuda     as for L1, loss[0] = w/m · Σ
 //
 // Launches: L1 2; KL 3; contractive 3, or 4 when grad_h is wanted (s must be complete before the
 // pass over h reads it). Each reduction needs all of its inputs before the next stage, so without
@@ -48,12 +48,11 @@
 //
 // Indexing: validate() caps m·n and n·k below 2^31, so element indices fit in 32-bit unsigned
 // arithmetic (row + stride never passes 2^32).
-#include <cub/block/block_reduce.cuh>
-
 #include <cstdint>
 #include <string>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/penalty_math.hpp"
 #include "kernels/validate.hpp"
@@ -62,30 +61,14 @@ namespace cuae::kern::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+using reduce::kMaxParts;
+using reduce::Scratch;
+constexpr int kThreads = reduce::kThreads;  // every block here ends in a reduce:: sum
 constexpr int kWarps = kThreads / 32;
-constexpr std::int64_t kMaxParts = 1024;  // block partials one final sum adds (4 per thread)
-constexpr unsigned kFullMask = 0xffffffffu;
-
-using BlockSum = cub::BlockReduce<double, kThreads>;
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
-
-// The backend's scratch seen as doubles (cudaMalloc'd, so 8-byte aligned; checked anyway).
-struct Scratch {
-  double* p = nullptr;
-  std::int64_t cap = 0;  // doubles
-};
-
-Scratch scratch_of(const Context& ctx, const char* op) {
-  const std::int64_t cap = ctx.scratch ? static_cast<std::int64_t>(ctx.scratch_floats / 2) : 0;
-  CUAE_CHECK(cap >= 1, std::string(op) + ": the CUDA backend's reduction scratch is missing");
-  CUAE_CHECK((reinterpret_cast<std::uintptr_t>(ctx.scratch) & 7u) == 0,
-             std::string(op) + ": reduction scratch is not 8-byte aligned");
-  return {reinterpret_cast<double*>(ctx.scratch), cap};
-}
 
 std::int64_t min64(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -153,29 +136,6 @@ __device__ __forceinline__ double column_tree(double v, const TileThread& t) {
   return sh[t.tx];
 }
 
-__device__ __forceinline__ double warp_sum(double v) {
-  // Butterfly: every lane ends with the same value (double addition commutes exactly).
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
-  return v;
-}
-
-// One block: thread t adds partials t, t+256, ... in order, then a fixed tree; loss[0] =
-// scale · total, scale applied once to the double total as the CPU reference does. Every thread of
-// the block must call it.
-__device__ __forceinline__ void sum_parts_to_loss(const double* parts, int nparts, double scale, float* loss) {
-  double sum = 0.0;
-  for (int i = threadIdx.x; i < nparts; i += kThreads) sum += parts[i];
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double total = BlockSum(tmp).Sum(sum);
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(scale * total);
-}
-
-__global__ void __launch_bounds__(kThreads) final_sum_kernel(const double* parts, int nparts, double scale,
-                                                             float* loss) {
-  sum_parts_to_loss(parts, nparts, scale, loss);
-}
-
 // ---------------------------------------------------------------------------------------------
 // activity_penalty, L1
 // ---------------------------------------------------------------------------------------------
@@ -213,16 +173,15 @@ __global__ void __launch_bounds__(kThreads) l1_partial_kernel(const float* h, fl
       grad[i] = acc ? grad[i] + g : g;
     }
   }
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double block_sum = BlockSum(tmp).Sum(sum);
-  if (threadIdx.x == 0) parts[blockIdx.x] = block_sum;
+  const double total = reduce::block_sum(sum);
+  if (threadIdx.x == 0) parts[blockIdx.x] = total;
 }
 
-void l1_cuda(const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
+void l1_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t count = static_cast<std::int64_t>(a.m) * a.n;
   const float per = a.weight / static_cast<float>(a.m);
   const bool vec = launch::aligned16(a.h) && (!a.grad || launch::aligned16(a.grad));
-  std::int64_t grid = launch::grid_for(vec ? ceil_div(count, 4) : count, kThreads, 2);
+  std::int64_t grid = launch::grid_for(ctx, vec ? ceil_div(count, 4) : count, kThreads, 2);
   grid = min64(grid, min64(kMaxParts * 4, sc.cap));
   const int g = static_cast<int>(grid);
   if (a.grad)
@@ -230,8 +189,7 @@ void l1_cuda(const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   else
     l1_partial_kernel<false><<<g, kThreads, 0, stream>>>(a.h, nullptr, count, per, false, vec, sc.p);
   CUAE_CUDA_LAUNCH_CHECK();
-  final_sum_kernel<<<1, kThreads, 0, stream>>>(sc.p, g, static_cast<double>(per), a.loss);
-  CUAE_CUDA_LAUNCH_CHECK();
+  reduce::final_sum_cuda(sc.p, g, static_cast<double>(per), a.loss, stream);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,9 +239,8 @@ __global__ void __launch_bounds__(kThreads) kl_finish_kernel(const double* parti
     }
     v += static_cast<double>(kl_bernoulli(rho, r));
   }
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double block_sum = BlockSum(tmp).Sum(v);
-  if (threadIdx.x == 0) kl_parts[blockIdx.x] = block_sum;
+  const double total = reduce::block_sum(v);
+  if (threadIdx.x == 0) kl_parts[blockIdx.x] = total;
 }
 
 // (kGrad) grad[r, col] (+)= w/m·KL′(ρ̂_col) over the block's tile; block (0,0) also writes the
@@ -304,10 +261,10 @@ __global__ void __launch_bounds__(kThreads) kl_grad_kernel(const float* rho_hat,
       }
     }
   }
-  if (blockIdx.x == 0 && blockIdx.y == 0) sum_parts_to_loss(kl_parts, nparts, weight, loss);
+  if (blockIdx.x == 0 && blockIdx.y == 0) reduce::sum_parts(kl_parts, nparts, weight, loss);
 }
 
-void kl_cuda(const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
+void kl_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t m = a.m, n = a.n;
   const float per = a.weight / static_cast<float>(a.m);
   // Scratch: [0, nparts) the finish kernel's block sums, then chunks·n column partials if they fit.
@@ -315,7 +272,7 @@ void kl_cuda(const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   double* kl_parts = sc.p;
   const std::int64_t max_chunks = (sc.cap - nparts) / n;
   const bool use_partials = max_chunks >= 1;
-  const std::int64_t want = static_cast<std::int64_t>(launch::sm_count()) * 8;
+  const std::int64_t want = static_cast<std::int64_t>(launch::sm_count(ctx)) * 8;
   const ColTiling ct = col_tiling(m, n, want, use_partials ? max_chunks : 1);
   double* partial = use_partials ? sc.p + nparts : nullptr;
 
@@ -328,7 +285,7 @@ void kl_cuda(const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   const double weight = static_cast<double>(a.weight);
   if (a.grad) {
     // A plain write pass: more blocks than the reduction, no scratch limit on the chunks.
-    const ColTiling gt = col_tiling(m, n, static_cast<std::int64_t>(launch::sm_count()) * 16, 65535);
+    const ColTiling gt = col_tiling(m, n, static_cast<std::int64_t>(launch::sm_count(ctx)) * 16, 65535);
     kl_grad_kernel<true><<<dim3(gt.col_tiles, gt.chunks), kThreads, 0, stream>>>(
         a.rho_hat, a.grad, a.m, a.n, gt.shift, gt.rows, a.rho, per, a.acc_grad, kl_parts, nparts, weight, a.loss);
   } else {
@@ -354,7 +311,7 @@ __global__ void __launch_bounds__(kThreads) row_norm_kernel(const float* w, int 
       const double v = row[l];
       acc += v * v;
     }
-    acc = warp_sum(acc);
+    acc = reduce::warp_sum(acc);
     if (lane == 0) s[j] = static_cast<float>(acc);
   }
 }
@@ -419,7 +376,7 @@ __global__ void __launch_bounds__(kThreads)
     if (partial) {
       double t = 0.0;
       for (unsigned c = lane; c < static_cast<unsigned>(chunks); c += 32) t += partial[c * un + j];
-      gj = warp_sum(t);
+      gj = reduce::warp_sum(t);
     } else {
       gj = static_cast<double>(G[j]);
     }
@@ -434,7 +391,7 @@ __global__ void __launch_bounds__(kThreads)
         const double x = row[l];
         acc2 += x * x;
       }
-      sj = static_cast<float>(warp_sum(acc2));
+      sj = static_cast<float>(reduce::warp_sum(acc2));
     }
     if (lane == 0) {
       if (partial) G[j] = gf;
@@ -450,17 +407,16 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double block_sum = BlockSum(tmp).Sum(v);
-  if (threadIdx.x == 0) parts[blockIdx.x] = block_sum;
+  const double total = reduce::block_sum(v);
+  if (threadIdx.x == 0) parts[blockIdx.x] = total;
 }
 
-void contractive_cuda(const ContractivePenalty& a, const Scratch& sc, cudaStream_t stream) {
+void contractive_cuda(const Context& ctx, const ContractivePenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t m = a.m, n = a.n;
   const float per = a.weight / static_cast<float>(a.m);
   float* s = a.ws;
   float* G = a.ws + n;
-  const int sms = launch::sm_count();
+  const int sms = launch::sm_count(ctx);
   // Scratch: [0, nparts) the finish kernel's block sums, then chunks·n G partials if they fit.
   const int nparts = static_cast<int>(min64(min64(ceil_div(n, kWarps), kMaxParts), sc.cap));
   double* parts = sc.p;
@@ -497,23 +453,22 @@ void contractive_cuda(const ContractivePenalty& a, const Scratch& sc, cudaStream
     contractive_finish_kernel<false><<<nparts, kThreads, 0, stream>>>(a.w, s, G, partial, chunks, a.n, a.k, want_gh,
                                                                       per, false, nullptr, parts);
   CUAE_CUDA_LAUNCH_CHECK();
-  final_sum_kernel<<<1, kThreads, 0, stream>>>(parts, nparts, static_cast<double>(per), a.loss);
-  CUAE_CUDA_LAUNCH_CHECK();
+  reduce::final_sum_cuda(parts, nparts, static_cast<double>(per), a.loss, stream);
 }
 
 }  // namespace
 
 void activity_penalty(const Context& ctx, const ActivityPenalty& a) {
   validate(a);
-  const Scratch sc = scratch_of(ctx, "activity_penalty");
-  if (a.kind == PenaltyKind::L1) l1_cuda(a, sc, launch::stream_of(ctx));
-  else kl_cuda(a, sc, launch::stream_of(ctx));
+  const Scratch sc = reduce::scratch_of(ctx, "activity_penalty");
+  if (a.kind == PenaltyKind::L1) l1_cuda(ctx, a, sc, launch::stream_of(ctx));
+  else kl_cuda(ctx, a, sc, launch::stream_of(ctx));
 }
 
 void contractive_penalty(const Context& ctx, const ContractivePenalty& a) {
   validate(a);
-  const Scratch sc = scratch_of(ctx, "contractive_penalty");
-  contractive_cuda(a, sc, launch::stream_of(ctx));
+  const Scratch sc = reduce::scratch_of(ctx, "contractive_penalty");
+  contractive_cuda(ctx, a, sc, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

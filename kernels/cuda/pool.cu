@@ -423,7 +423,7 @@ bool vectorizable(int c, const P*... ptrs) {
 // Calls f(std::integral_constant<int, V>{}, groups) with V = 4 or 1 and the number of V-channel
 // groups of a tensor of `elements` values, then checks the launch.
 template <class F>
-void launch_vec(bool vec, i64 elements, F&& f) {
+void dispatch_vec(bool vec, i64 elements, F&& f) {
   if (vec) f(std::integral_constant<int, 4>{}, elements / 4);
   else f(std::integral_constant<int, 1>{}, elements);
   CUAE_CUDA_LAUNCH_CHECK();
@@ -432,75 +432,96 @@ void launch_vec(bool vec, i64 elements, F&& f) {
 i64 in_elems(const PoolGeom& g) { return static_cast<i64>(g.n) * g.h * g.w * g.c; }
 i64 out_elems(const PoolGeom& g) { return static_cast<i64>(g.n) * g.p * g.q * g.c; }
 
-}  // namespace
-
-void max_pool_forward(const Context& ctx, const MaxPool& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.x, a.y, a.index), out_elems(a.g), [&](auto v, i64 total) {
+void max_pool_forward_cuda(const Context& ctx, const MaxPool& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.x, a.y, a.index), out_elems(a.g), [&](auto v, i64 total) {
     max_pool_kernel<decltype(v)::value>
-        <<<launch::grid_for(total, kThreads), kThreads, 0, st>>>(a.x, a.y, a.index, a.g, total);
+        <<<launch::grid_for(ctx, total, kThreads), kThreads, 0, st>>>(a.x, a.y, a.index, a.g, total);
   });
 }
 
-void max_unpool(const Context& ctx, const MaxUnpool& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.x, a.index, a.y), in_elems(a.g), [&](auto v, i64 total) {
+void max_unpool_cuda(const Context& ctx, const MaxUnpool& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.x, a.index, a.y), in_elems(a.g), [&](auto v, i64 total) {
     max_unpool_kernel<decltype(v)::value>
-        <<<launch::grid_for(total, kThreads), kThreads, 0, st>>>(a.x, a.index, a.y, a.g, a.acc, total);
+        <<<launch::grid_for(ctx, total, kThreads), kThreads, 0, st>>>(a.x, a.index, a.y, a.g, a.acc, total);
   });
 }
 
-void max_unpool_backward(const Context& ctx, const MaxUnpoolBackward& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.dy, a.index, a.dx), out_elems(a.g), [&](auto v, i64 total) {
+void max_unpool_backward_cuda(const Context& ctx, const MaxUnpoolBackward& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.dy, a.index, a.dx), out_elems(a.g), [&](auto v, i64 total) {
     max_unpool_backward_kernel<decltype(v)::value>
-        <<<launch::grid_for(total, kThreads), kThreads, 0, st>>>(a.dy, a.index, a.dx, a.g, a.acc_dx, total);
+        <<<launch::grid_for(ctx, total, kThreads), kThreads, 0, st>>>(a.dy, a.index, a.dx, a.g, a.acc_dx, total);
   });
 }
 
-void avg_pool_forward(const Context& ctx, const AvgPool& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.x, a.y), out_elems(a.g), [&](auto v, i64 total) {
+void avg_pool_forward_cuda(const Context& ctx, const AvgPool& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.x, a.y), out_elems(a.g), [&](auto v, i64 total) {
     avg_pool_kernel<decltype(v)::value>
-        <<<launch::grid_for(total, kThreads), kThreads, 0, st>>>(a.x, a.y, a.g, a.count_include_pad, total);
+        <<<launch::grid_for(ctx, total, kThreads), kThreads, 0, st>>>(a.x, a.y, a.g, a.count_include_pad, total);
   });
 }
 
-void avg_pool_backward(const Context& ctx, const AvgPoolBackward& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.dy, a.dx), in_elems(a.g), [&](auto v, i64 total) {
-    avg_pool_backward_kernel<decltype(v)::value><<<launch::grid_for(total, kThreads), kThreads, 0, st>>>(
+void avg_pool_backward_cuda(const Context& ctx, const AvgPoolBackward& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.dy, a.dx), in_elems(a.g), [&](auto v, i64 total) {
+    avg_pool_backward_kernel<decltype(v)::value><<<launch::grid_for(ctx, total, kThreads), kThreads, 0, st>>>(
         a.dy, a.dx, a.g, a.count_include_pad, a.acc_dx, total);
   });
 }
 
-void upsample_forward(const Context& ctx, const Upsample& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.x, a.y), out_elems(a.g), [&](auto v, i64 total) {
+void upsample_forward_cuda(const Context& ctx, const Upsample& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.x, a.y), out_elems(a.g), [&](auto v, i64 total) {
     constexpr int V = decltype(v)::value;
-    const int grid = launch::grid_for(total, kThreads);
+    const int grid = launch::grid_for(ctx, total, kThreads);
     if (a.kind == UpsampleKind::Nearest) upsample_nearest_kernel<V><<<grid, kThreads, 0, st>>>(a.x, a.y, a.g, total);
     else upsample_bilinear_kernel<V><<<grid, kThreads, 0, st>>>(a.x, a.y, a.g, total);
   });
 }
 
-void upsample_backward(const Context& ctx, const UpsampleBackward& a) {
-  validate(a);
-  const cudaStream_t st = launch::stream_of(ctx);
-  launch_vec(vectorizable(a.g.c, a.dy, a.dx), in_elems(a.g), [&](auto v, i64 total) {
+void upsample_backward_cuda(const Context& ctx, const UpsampleBackward& a, cudaStream_t st) {
+  dispatch_vec(vectorizable(a.g.c, a.dy, a.dx), in_elems(a.g), [&](auto v, i64 total) {
     constexpr int V = decltype(v)::value;
-    const int grid = launch::grid_for(total, kThreads);
+    const int grid = launch::grid_for(ctx, total, kThreads);
     if (a.kind == UpsampleKind::Nearest)
       upsample_backward_kernel<V, false><<<grid, kThreads, 0, st>>>(a.dy, a.dx, a.g, a.acc_dx, total);
     else
       upsample_backward_kernel<V, true><<<grid, kThreads, 0, st>>>(a.dy, a.dx, a.g, a.acc_dx, total);
   });
+}
+
+}  // namespace
+
+void max_pool_forward(const Context& ctx, const MaxPool& a) {
+  validate(a);
+  max_pool_forward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void max_unpool(const Context& ctx, const MaxUnpool& a) {
+  validate(a);
+  max_unpool_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void max_unpool_backward(const Context& ctx, const MaxUnpoolBackward& a) {
+  validate(a);
+  max_unpool_backward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void avg_pool_forward(const Context& ctx, const AvgPool& a) {
+  validate(a);
+  avg_pool_forward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void avg_pool_backward(const Context& ctx, const AvgPoolBackward& a) {
+  validate(a);
+  avg_pool_backward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void upsample_forward(const Context& ctx, const Upsample& a) {
+  validate(a);
+  upsample_forward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void upsample_backward(const Context& ctx, const UpsampleBackward& a) {
+  validate(a);
+  upsample_backward_cuda(ctx, a, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

@@ -137,10 +137,10 @@ __global__ void __launch_bounds__(kThreads) philox_map_kernel(const float* x, fl
 }
 
 template <bool kAcc, class F>
-void launch_map(const float* x, float* y, std::int64_t count, std::uint64_t seed, std::uint64_t step, const F& f,
-                cudaStream_t stream) {
+void philox_map_cuda(const Context& ctx, const float* x, float* y, std::int64_t count, std::uint64_t seed,
+                     std::uint64_t step, const F& f, cudaStream_t stream) {
   const bool vec = launch::aligned16(x) && launch::aligned16(y);
-  const int grid = launch::grid_for((count + 3) / 4, kThreads);
+  const int grid = launch::grid_for(ctx, (count + 3) / 4, kThreads);
   philox_map_kernel<F, kAcc><<<grid, kThreads, 0, stream>>>(x, y, count, seed, step, vec, f);
   CUAE_CUDA_LAUNCH_CHECK();
 }
@@ -152,14 +152,14 @@ void corrupt(const Context& ctx, const Corrupt& a) {
   const cudaStream_t stream = launch::stream_of(ctx);
   switch (a.kind) {
     case NoiseKind::Mask:
-      launch_map<false>(a.x, a.y, a.count, a.seed, a.step, MaskNoise{a.level}, stream);
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, MaskNoise{a.level}, stream);
       return;
     case NoiseKind::SaltPepper:
-      launch_map<false>(a.x, a.y, a.count, a.seed, a.step, SaltPepperNoise{0.5f * a.level, a.level, a.lo, a.hi},
-                        stream);
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step,
+                             SaltPepperNoise{0.5f * a.level, a.level, a.lo, a.hi}, stream);
       return;
     case NoiseKind::Gaussian:
-      launch_map<false>(a.x, a.y, a.count, a.seed, a.step, GaussianNoise{a.level}, stream);
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, GaussianNoise{a.level}, stream);
       return;
   }
 }
@@ -167,15 +167,15 @@ void corrupt(const Context& ctx, const Corrupt& a) {
 void dropout_forward(const Context& ctx, const Dropout& a) {
   validate(a);
   const float scale = 1.0f / (1.0f - a.p);  // the CPU reference's expression, so the same float
-  launch_map<false>(a.x, a.y, a.count, a.seed, a.step, DropoutMask{a.p, scale}, launch::stream_of(ctx));
+  philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, DropoutMask{a.p, scale}, launch::stream_of(ctx));
 }
 
 void dropout_backward(const Context& ctx, const DropoutBackward& a) {
   validate(a);
   const float scale = 1.0f / (1.0f - a.p);
   const DropoutMask f{a.p, scale};
-  if (a.acc_dx) launch_map<true>(a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
-  else launch_map<false>(a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
+  if (a.acc_dx) philox_map_cuda<true>(ctx, a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
+  else philox_map_cuda<false>(ctx, a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

@@ -14,7 +14,7 @@
 //   [chunks,nh] | recon partials [chunks]
 //
 // Draws: exactly as kernels/cpu/rbm.cpp (step t's hidden sample of element e: draw e + t·m·nh,
-// word d % 4 of Philox group d / 4; Bernoulli h = 1 iff u < p, linear h = mean + the Box-Muller
+// word d % 4 of Philox group d / 4, one thread per group using all four words; Bernoulli h = 1 iff u < p, linear h = mean + the Box-Muller
 // normal of draw d; with sample_visible, step t's visible sample of element e: draw
 // k·m·nh + (t − 1)·m·nv + e, drawn in place over the mean in vt). The draw index is 64-bit. The CPU and the GPU compute p with the same float
 // formula (kernels/act_math.hpp), but expf may differ by an ulp, so a uniform within an ulp of p
@@ -30,6 +30,7 @@
 #include "kernels/act_math.hpp"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/rbm_validate.hpp"
@@ -38,7 +39,7 @@ namespace cuae::kern::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = reduce::kThreads;  // the reductions here end in reduce::block_sum
 
 // GEMMs through the shared cuBLASLt plan cache (kernels/cuda/gemm.cuh); the RBM's have no epilogue,
 // so a missing algorithm is an error there (blas::gemm throws).
@@ -71,42 +72,42 @@ Gemm outer_gemm(const float* p, const float* v, float* dw, int m, int nv, int nh
 // kernels
 // =============================================================================================
 
-// The sample of a unit with mean p from draw d: Bernoulli 1 iff u < p, else p + the Box-Muller
-// normal of the draw (pair (0,1) or (2,3) of its group, the even draw taking the first normal).
-__device__ __forceinline__ float unit_sample(bool bernoulli, float p, std::uint64_t seed, std::uint64_t step,
-                                             std::uint64_t d) {
-  const Philox4 r = philox_group(seed, step, d / 4);
-  const unsigned w = static_cast<unsigned>(d % 4);
-  if (bernoulli) return philox_uniform(r.w[w]) < p ? 1.0f : 0.0f;
-  const unsigned pair = w / 2 * 2;
-  float n0, n1;
-  philox_normal2(r.w[pair], r.w[pair + 1], n0, n1);
-  return p + (w % 2 == 0 ? n0 : n1);
-}
-
-// x [m,nh] holds v·Wᵀ: x ← mean(x + c); with sample, hs ← a sample of draw base + e.
-__global__ void __launch_bounds__(kThreads) hidden_kernel(float* x, const float* c, float* hs, unsigned count,
-                                                          unsigned nh, bool bernoulli, bool sample,
-                                                          std::uint64_t seed, std::uint64_t step, std::uint64_t base) {
-  const unsigned stride = gridDim.x * blockDim.x;
-  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < count; e += stride) {
-    const float z = x[e] + c[e % nh];
-    const float p = bernoulli ? sigmoidf_stable(z) : z;
-    x[e] = p;
-    if (sample) hs[e] = unit_sample(bernoulli, p, seed, step, base + e);
-  }
-}
-
-// v [m,nv] holds h·W: v ← σ(v + b) (Bernoulli) or v + b (Gaussian); with sample, that mean is
-// replaced in place by its sample of draw base + e (sample_visible).
-__global__ void __launch_bounds__(kThreads) visible_kernel(float* v, const float* b, unsigned count, unsigned nv,
-                                                           bool bernoulli, bool sample, std::uint64_t seed,
-                                                           std::uint64_t step, std::uint64_t base) {
-  const unsigned stride = gridDim.x * blockDim.x;
-  for (unsigned e = blockIdx.x * blockDim.x + threadIdx.x; e < count; e += stride) {
-    const float z = v[e] + b[e % nv];
-    const float p = bernoulli ? sigmoidf_stable(z) : z;
-    v[e] = sample ? unit_sample(bernoulli, p, seed, step, base + e) : p;
+// Units in place over [count] elements of a layer of n units: x ← mean(x + bias) (σ for Bernoulli
+// units, the identity for linear/Gaussian ones) and, with sample, out ← the sample of draw base + e
+// for element e (out may be x itself: the sample then replaces the mean, as the visible units of
+// sample_visible do). One thread per Philox group of four draws: the group's one evaluation gives
+// all four words, used by their compile-time index (Bernoulli: 1 iff u < p; Gaussian: p + the
+// Box-Muller normal of the pair (0,1) or (2,3)), so no draw is computed twice and the kernel has
+// no stack frame. The draws of [base, base + count) need not start at a group boundary: the first
+// and last groups use only their words inside the range.
+template <bool kBernoulli>
+__global__ void __launch_bounds__(kThreads) units_kernel(float* x, const float* bias, float* out, unsigned count,
+                                                         unsigned n, bool sample, std::uint64_t seed,
+                                                         std::uint64_t step, std::uint64_t base) {
+  const std::uint64_t g0 = base / 4, g1 = (base + count + 3) / 4;
+  const std::uint64_t stride = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
+  for (std::uint64_t g = g0 + blockIdx.x * blockDim.x + threadIdx.x; g < g1; g += stride) {
+    float u[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (sample) {
+      const Philox4 r = philox_group(seed, step, g);
+      if constexpr (kBernoulli) {
+#pragma unroll
+        for (int w = 0; w < 4; ++w) u[w] = philox_uniform(r.w[w]);
+      } else {
+        philox_normal2(r.w[0], r.w[1], u[0], u[1]);
+        philox_normal2(r.w[2], r.w[3], u[2], u[3]);
+      }
+    }
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const std::uint64_t d = 4 * g + static_cast<std::uint64_t>(w);
+      if (d < base || d >= base + count) continue;
+      const auto e = static_cast<unsigned>(d - base);
+      const float z = x[e] + bias[e % n];
+      const float p = kBernoulli ? sigmoidf_stable(z) : z;
+      x[e] = p;
+      if (sample) out[e] = kBernoulli ? (u[w] < p ? 1.0f : 0.0f) : p + u[w];
+    }
   }
 }
 
@@ -149,18 +150,6 @@ __global__ void __launch_bounds__(kThreads) colsum_finish_kernel(const float* pa
   out[col] = static_cast<float>(-t / m);
 }
 
-// A fixed shared-memory tree over the kThreads values of a block; thread 0 gets the total.
-__device__ double block_sum(double v) {
-  __shared__ double s[kThreads];
-  s[threadIdx.x] = v;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < static_cast<unsigned>(w)) s[threadIdx.x] += s[threadIdx.x + w];
-    __syncthreads();
-  }
-  return s[0];
-}
-
 // partial[chunk] = Σ over the chunk's rows of (v0 − v1)², one block per chunk.
 __global__ void __launch_bounds__(kThreads) recon_partial_kernel(const float* v0, const float* v1, int m, int nv,
                                                                  float* partial) {
@@ -171,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) recon_partial_kernel(const float* v0
     const double d = static_cast<double>(v0[e]) - v1[e];
     s += d * d;
   }
-  const double t = block_sum(s);
+  const double t = reduce::block_sum(s);
   if (threadIdx.x == 0) partial[blockIdx.x] = static_cast<float>(t);
 }
 
@@ -201,21 +190,32 @@ __global__ void __launch_bounds__(kThreads) free_energy_kernel(const float* v, c
       const double z = static_cast<double>(xr[j]) + c[j];
       f -= hid_bernoulli ? (z > 0 ? z : 0.0) + log1p(exp(-fabs(z))) : 0.5 * z * z;
     }
-    const double t = block_sum(f);
+    const double t = reduce::block_sum(f);
     if (threadIdx.x == 0) fe[i] = static_cast<float>(t);
-    __syncthreads();  // block_sum's shared array is reused by the next row
+    __syncthreads();  // block_sum's shared storage is reused by the next row
   }
 }
 
-void hidden_pass(const RbmCD& a, float* x, float* hs, std::int64_t t, cudaStream_t stream) {
-  const std::int64_t count = static_cast<std::int64_t>(a.m) * a.nh;
-  hidden_kernel<<<launch::grid_for(count, kThreads), kThreads, 0, stream>>>(
-      x, a.c, hs, static_cast<unsigned>(count), static_cast<unsigned>(a.nh), a.hidden == RbmUnit::Bernoulli,
-      hs != nullptr, a.seed, a.step, static_cast<std::uint64_t>(t) * static_cast<std::uint64_t>(count));
+// units_kernel over count elements of a layer of n units, drawing from base.
+void units_cuda(const Context& ctx, bool bernoulli, float* x, const float* bias, float* out, std::int64_t count,
+                int n, std::uint64_t seed, std::uint64_t step, std::uint64_t base, cudaStream_t stream) {
+  const int grid = launch::grid_for(ctx, (count + 3) / 4 + 1, kThreads);
+  const auto c = static_cast<unsigned>(count);
+  const auto un = static_cast<unsigned>(n);
+  if (bernoulli) units_kernel<true><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, seed, step, base);
+  else units_kernel<false><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, seed, step, base);
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
-void neg_mean_diff(const float* p, const float* q, int m, int n, float* partial, float* out, cudaStream_t stream) {
+// Hidden units of Gibbs step t: x [m,nh] holds v·Wᵀ; x ← E[h|v], and hs ← a sample of draws
+// t·m·nh + e when hs is non-null.
+void hidden_cuda(const Context& ctx, const RbmCD& a, float* x, float* hs, std::int64_t t, cudaStream_t stream) {
+  const std::int64_t count = static_cast<std::int64_t>(a.m) * a.nh;
+  units_cuda(ctx, a.hidden == RbmUnit::Bernoulli, x, a.c, hs, count, a.nh, a.seed, a.step,
+             static_cast<std::uint64_t>(t) * static_cast<std::uint64_t>(count), stream);
+}
+
+void neg_mean_diff_cuda(const float* p, const float* q, int m, int n, float* partial, float* out, cudaStream_t stream) {
   const auto chunks = static_cast<unsigned>(rbm_chunks(m));
   const auto tiles = static_cast<unsigned>((static_cast<std::int64_t>(n) + kTileCols - 1) / kTileCols);
   const bool swapped = chunks > 65535u;
@@ -224,6 +224,22 @@ void neg_mean_diff(const float* p, const float* q, int m, int n, float* partial,
   CUAE_CUDA_LAUNCH_CHECK();
   const auto blocks = static_cast<unsigned>((static_cast<std::int64_t>(n) + kThreads - 1) / kThreads);
   colsum_finish_kernel<<<blocks, kThreads, 0, stream>>>(partial, static_cast<int>(chunks), n, m, out);
+  CUAE_CUDA_LAUNCH_CHECK();
+}
+
+// recon[0] = Σ (v0 − v1)² / m: per-chunk partials, then the chunks in order.
+void recon_cuda(const float* v0, const float* v1, int m, int nv, float* partial, float* recon, cudaStream_t stream) {
+  const auto chunks = static_cast<unsigned>(rbm_chunks(m));
+  recon_partial_kernel<<<chunks, kThreads, 0, stream>>>(v0, v1, m, nv, partial);
+  CUAE_CUDA_LAUNCH_CHECK();
+  recon_finish_kernel<<<1, 1, 0, stream>>>(partial, static_cast<int>(chunks), m, recon);
+  CUAE_CUDA_LAUNCH_CHECK();
+}
+
+void free_energy_cuda(const RbmFreeEnergy& a, cudaStream_t stream) {
+  const int blocks = a.m < 65535 ? a.m : 65535;
+  free_energy_kernel<<<blocks, kThreads, 0, stream>>>(a.v, a.ws, a.b, a.c, a.fe, a.m, a.nv, a.nh,
+                                                      a.visible == RbmUnit::Bernoulli, a.hidden == RbmUnit::Bernoulli);
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
@@ -237,6 +253,9 @@ void rbm_cd_workspace(const Context&, const RbmCDWorkspace& a) {
   validate(a);
   *a.floats = rbm_cd_workspace_floats(a.m, a.nv, a.nh);
 }
+
+// OpCache entries of rbm_cd's GEMMs (each call site repeats its own GEMM every Gibbs step).
+enum GemmEntry { kGemmV0 = 0, kGemmHW = 1, kGemmVW = 2, kGemmPos = 3, kGemmNeg = 4 };
 
 void rbm_cd(const Context& ctx, const RbmCD& a) {
   validate(a);
@@ -257,41 +276,33 @@ void rbm_cd(const Context& ctx, const RbmCD& a) {
   // Sampled visibles draw after every hidden draw: step t's start at k·m·nh + (t − 1)·m·nv.
   const std::uint64_t vis_base = static_cast<std::uint64_t>(a.k) * MH;
 
-  blas::gemm(ctx, xw_gemm(a.v0, a.w, ph0, m, nh, nv, true));
-  hidden_pass(a, ph0, hs, 0, stream);
+  blas::gemm(ctx, xw_gemm(a.v0, a.w, ph0, m, nh, nv, true), a.cache, kGemmV0);
+  hidden_cuda(ctx, a, ph0, hs, 0, stream);
   for (int t = 1; t <= a.k; ++t) {
-    blas::gemm(ctx, xw_gemm(hs, a.w, vt, m, nv, nh, false));
-    visible_kernel<<<launch::grid_for(static_cast<std::int64_t>(MV), kThreads), kThreads, 0, stream>>>(
-        vt, a.b, static_cast<unsigned>(MV), static_cast<unsigned>(nv), a.visible == RbmUnit::Bernoulli,
-        a.sample_visible, a.seed, a.step, vis_base + static_cast<std::uint64_t>(t - 1) * MV);
-    CUAE_CUDA_LAUNCH_CHECK();
-    if (t == 1 && a.recon) {
-      recon_partial_kernel<<<static_cast<unsigned>(chunks), kThreads, 0, stream>>>(a.v0, vt, m, nv, part_r);
-      CUAE_CUDA_LAUNCH_CHECK();
-      recon_finish_kernel<<<1, 1, 0, stream>>>(part_r, static_cast<int>(chunks), m, a.recon);
-      CUAE_CUDA_LAUNCH_CHECK();
-    }
-    blas::gemm(ctx, xw_gemm(vt, a.w, phk, m, nh, nv, true));
-    hidden_pass(a, phk, t < a.k ? hs : nullptr, t, stream);
+    blas::gemm(ctx, xw_gemm(hs, a.w, vt, m, nv, nh, false), a.cache, kGemmHW);
+    // Visible units: vt ← E[v|h], replaced in place by its sample with sample_visible.
+    units_cuda(ctx, a.visible == RbmUnit::Bernoulli, vt, a.b, a.sample_visible ? vt : nullptr,
+               static_cast<std::int64_t>(MV), nv, a.seed, a.step, vis_base + static_cast<std::uint64_t>(t - 1) * MV,
+               stream);
+    if (t == 1 && a.recon) recon_cuda(a.v0, vt, m, nv, part_r, a.recon, stream);
+    blas::gemm(ctx, xw_gemm(vt, a.w, phk, m, nh, nv, true), a.cache, kGemmVW);
+    hidden_cuda(ctx, a, phk, t < a.k ? hs : nullptr, t, stream);
   }
   if (a.dw) {
     const float inv_m = 1.0f / static_cast<float>(m);
-    blas::gemm(ctx, outer_gemm(ph0, a.v0, a.dw, m, nv, nh, -inv_m, 0.0f));
-    blas::gemm(ctx, outer_gemm(phk, vt, a.dw, m, nv, nh, inv_m, 1.0f));
+    blas::gemm(ctx, outer_gemm(ph0, a.v0, a.dw, m, nv, nh, -inv_m, 0.0f), a.cache, kGemmPos);
+    blas::gemm(ctx, outer_gemm(phk, vt, a.dw, m, nv, nh, inv_m, 1.0f), a.cache, kGemmNeg);
   }
-  if (a.db) neg_mean_diff(a.v0, vt, m, nv, part_b, a.db, stream);
-  if (a.dc) neg_mean_diff(ph0, phk, m, nh, part_c, a.dc, stream);
+  if (a.db) neg_mean_diff_cuda(a.v0, vt, m, nv, part_b, a.db, stream);
+  if (a.dc) neg_mean_diff_cuda(ph0, phk, m, nh, part_c, a.dc, stream);
 }
 
 void rbm_free_energy(const Context& ctx, const RbmFreeEnergy& a) {
   validate(a);
   CUAE_CHECK(ctx.blaslt != nullptr, "rbm_free_energy: no cuBLASLt handle in the context");
   const cudaStream_t stream = launch::stream_of(ctx);
-  blas::gemm(ctx, xw_gemm(a.v, a.w, a.ws, a.m, a.nh, a.nv, true));
-  const int blocks = a.m < 65535 ? a.m : 65535;
-  free_energy_kernel<<<blocks, kThreads, 0, stream>>>(a.v, a.ws, a.b, a.c, a.fe, a.m, a.nv, a.nh,
-                                                      a.visible == RbmUnit::Bernoulli, a.hidden == RbmUnit::Bernoulli);
-  CUAE_CUDA_LAUNCH_CHECK();
+  blas::gemm(ctx, xw_gemm(a.v, a.w, a.ws, a.m, a.nh, a.nv, true), a.cache, 0);
+  free_energy_cuda(a, stream);
 }
 
 }  // namespace cuae::kern::cuda

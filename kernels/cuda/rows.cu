@@ -4,20 +4,27 @@
 // element (+4 when accumulating), no reuse, so one grid-stride pass is the whole design.
 // gather_rows copies rows*cols*4 bytes twice (read + write); each block moves whole rows with
 // float4 accesses when cols is a multiple of 4 (784 is), scalar otherwise.
-#include "host/runtime/check.hpp"
+#include <cstdint>
+
 #include "kernels/act_math.hpp"
+#include "kernels/cuda/common.cuh"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cuda {
 
 namespace {
 
-__global__ void activation_backward_kernel(const float* __restrict__ dy, const float* __restrict__ y,
-                                           const float* __restrict__ z, float* __restrict__ dx,
-                                           std::int64_t n, bool acc, Act act, float slope) {
+constexpr int kThreads = 256;
+
+template <Act A>
+__global__ void __launch_bounds__(kThreads) activation_backward_kernel(const float* __restrict__ dy,
+                                                                       const float* __restrict__ y,
+                                                                       const float* __restrict__ z,
+                                                                       float* __restrict__ dx, std::int64_t n,
+                                                                       bool acc, float slope) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
-    const float g = dy[i] * act_derivative(act, y[i], z ? z[i] : 0.0f, slope);
+    const float g = dy[i] * act_derivative(A, y ? y[i] : 0.0f, z ? z[i] : 0.0f, slope);
     dx[i] = acc ? dx[i] + g : g;
   }
 }
@@ -38,29 +45,18 @@ __global__ void gather_rows_kernel(const float* __restrict__ src, const std::int
   for (std::int64_t c = threadIdx.x; c < cols; c += blockDim.x) d[c] = s[c];
 }
 
-int grid_for(std::int64_t n, int block) {
-  const std::int64_t g = (n + block - 1) / block;
-  return static_cast<int>(g < 65536 ? (g > 0 ? g : 1) : 65536);
-}
-
-}  // namespace
-
-void activation_backward(const Context& ctx, const ActivationBackward& a) {
-  validate(a);
-  if (a.count == 0) return;
-  constexpr int kBlock = 256;
-  activation_backward_kernel<<<grid_for(a.count, kBlock), kBlock, 0, static_cast<cudaStream_t>(ctx.stream)>>>(
-      a.dy, a.y, a.z, a.dx, a.count, a.acc_dx, a.act, a.slope);
+void activation_backward_cuda(const Context& ctx, const ActivationBackward& a, cudaStream_t stream) {
+  const int grid = launch::grid_for(ctx, a.count, kThreads);
+  launch::dispatch_act(a.act, [&](auto t) {
+    activation_backward_kernel<decltype(t)::value>
+        <<<grid, kThreads, 0, stream>>>(a.dy, a.y, a.z, a.dx, a.count, a.acc_dx, a.slope);
+  });
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
-void gather_rows(const Context& ctx, const GatherRows& a) {
-  validate(a);
-  CUAE_CHECK(a.rows < (1ll << 31), "gather_rows: more than 2^31 rows");
-  if (a.rows == 0 || a.cols == 0) return;
-  auto stream = static_cast<cudaStream_t>(ctx.stream);
-  const bool vec4 = a.cols % 4 == 0 && reinterpret_cast<std::uintptr_t>(a.src) % 16 == 0 &&
-                    reinterpret_cast<std::uintptr_t>(a.dst) % 16 == 0;
+// One block per row (rows < 2^31, checked by the entry).
+void gather_rows_cuda(const GatherRows& a, cudaStream_t stream) {
+  const bool vec4 = a.cols % 4 == 0 && launch::aligned16(a.src) && launch::aligned16(a.dst);
   if (vec4) {
     gather_rows_vec4_kernel<<<static_cast<unsigned>(a.rows), 128, 0, stream>>>(
         reinterpret_cast<const float4*>(a.src), a.index, reinterpret_cast<float4*>(a.dst), a.cols / 4);
@@ -68,6 +64,21 @@ void gather_rows(const Context& ctx, const GatherRows& a) {
     gather_rows_kernel<<<static_cast<unsigned>(a.rows), 256, 0, stream>>>(a.src, a.index, a.dst, a.cols);
   }
   CUAE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+void activation_backward(const Context& ctx, const ActivationBackward& a) {
+  validate(a);
+  if (a.count == 0) return;
+  activation_backward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void gather_rows(const Context& ctx, const GatherRows& a) {
+  validate(a);
+  CUAE_CHECK(a.rows < (1ll << 31), "gather_rows: more than 2^31 rows");
+  if (a.rows == 0 || a.cols == 0) return;
+  gather_rows_cuda(a, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

@@ -18,7 +18,7 @@
 //                              stride over its columns, sum their terms in double, and a segmented
 //                              warp butterfly gives the row's KL (into per_row), the gradient is
 //                              written in the same pass; each block's Σ kl_i into ctx.scratch.
-//                              final_sum_kernel: one block adds the partials, writes loss[0]
+//                              reduce::final_sum_cuda: one block adds the partials, writes loss[0]
 //                              (skipped when the first kernel ran as a single block, which then
 //                              writes loss[0] itself).
 //
@@ -50,12 +50,11 @@
 //
 // Indexing: validate() caps m·2d below 2^31, so every element index fits in 32-bit unsigned
 // arithmetic.
-#include <cub/block/block_reduce.cuh>
-
 #include <cstdint>
 #include <string>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/vae_validate.hpp"
@@ -70,12 +69,8 @@ namespace cuae::kern::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = reduce::kThreads;  // gaussian_kl's blocks end in reduce::block_sum
 constexpr int kWarps = kThreads / 32;
-constexpr std::int64_t kMaxParts = 1024;  // block partials the final sum adds (4 per thread)
-constexpr unsigned kFullMask = 0xffffffffu;
-
-using BlockSum = cub::BlockReduce<double, kThreads>;
 
 // ---------------------------------------------------------------------------------------------
 // reparameterize and its backward
@@ -188,31 +183,6 @@ __global__ void __launch_bounds__(kThreads)
 // gaussian_kl
 // ---------------------------------------------------------------------------------------------
 
-// The backend's scratch seen as doubles (cudaMalloc'd, so 8-byte aligned; checked anyway).
-struct Scratch {
-  double* p = nullptr;
-  std::int64_t cap = 0;  // doubles
-};
-
-Scratch scratch_of(const Context& ctx, const char* op) {
-  const std::int64_t cap = ctx.scratch ? static_cast<std::int64_t>(ctx.scratch_floats / 2) : 0;
-  CUAE_CHECK(cap >= 1, std::string(op) + ": the CUDA backend's reduction scratch is missing");
-  CUAE_CHECK((reinterpret_cast<std::uintptr_t>(ctx.scratch) & 7u) == 0,
-             std::string(op) + ": reduction scratch is not 8-byte aligned");
-  return {reinterpret_cast<double*>(ctx.scratch), cap};
-}
-
-// One block: thread t adds partials t, t+256, ... in order, then cub's fixed tree; loss[0] =
-// per · total, per applied once to the double total as the CPU reference does.
-__global__ void __launch_bounds__(kThreads) final_sum_kernel(const double* parts, int nparts, double per,
-                                                             float* loss) {
-  double sum = 0.0;
-  for (int i = threadIdx.x; i < nparts; i += kThreads) sum += parts[i];
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double total = BlockSum(tmp).Sum(sum);
-  if (threadIdx.x == 0) loss[0] = static_cast<float>(per * total);
-}
-
 // Rows of stats [m, 2d] in groups of R = 32 >> shift per warp, L = 1 << shift lanes per row. Every
 // lane of a warp runs the same number of iterations of the row-group loop (its bound is
 // warp-uniform), so the shuffles see all 32 lanes.
@@ -254,29 +224,24 @@ __global__ void __launch_bounds__(kThreads) kl_rows_kernel(const float* __restri
     }
     // Segmented butterfly: xor offsets below L stay inside the row's lanes, and every lane of the
     // segment ends with the same total (double addition commutes exactly).
-    for (unsigned o = L >> 1; o > 0; o >>= 1) s += __shfl_xor_sync(kFullMask, s, o);
+    for (unsigned o = L >> 1; o > 0; o >>= 1) s += __shfl_xor_sync(reduce::kFullMask, s, o);
     if (i < m && sub == 0) {
       const double kl = -0.5 * s;
       if (per_row) per_row[i] = static_cast<float>(kl);
       mine += kl;
     }
   }
-  __shared__ typename BlockSum::TempStorage tmp;
-  const double block_sum = BlockSum(tmp).Sum(mine);
+  const double total = reduce::block_sum(mine);
   if (threadIdx.x == 0) {
-    if (gridDim.x == 1) loss[0] = static_cast<float>(per * block_sum);
-    else parts[blockIdx.x] = block_sum;
+    if (gridDim.x == 1) loss[0] = static_cast<float>(per * total);
+    else parts[blockIdx.x] = total;
   }
 }
 
-}  // namespace
-
-void reparameterize(const Context& ctx, const Reparameterize& a) {
-  validate(a);
-  const cudaStream_t stream = launch::stream_of(ctx);
+// z = μ + σ·ε (or z = μ without sampling: a 2-D copy of the first d columns of stats).
+void reparameterize_cuda(const Context& ctx, const Reparameterize& a, cudaStream_t stream) {
   const std::size_t d = static_cast<std::size_t>(a.d);
   if (!a.sample) {
-    // z = μ: the first d columns of each row of stats; eps is not written.
     CUAE_CUDA_CHECK(cudaMemcpy2DAsync(a.z, d * sizeof(float), a.stats, 2 * d * sizeof(float), d * sizeof(float),
                                       static_cast<std::size_t>(a.m), cudaMemcpyDeviceToDevice, stream));
     return;
@@ -284,7 +249,7 @@ void reparameterize(const Context& ctx, const Reparameterize& a) {
   const unsigned count = static_cast<unsigned>(static_cast<std::int64_t>(a.m) * a.d);
   const bool vec = a.d % 4 == 0 && launch::aligned16(a.stats) && launch::aligned16(a.z) &&
                    (!a.eps || launch::aligned16(a.eps));
-  const int grid = launch::grid_for((static_cast<std::int64_t>(count) + 3) / 4, kThreads);
+  const int grid = launch::grid_for(ctx, (static_cast<std::int64_t>(count) + 3) / 4, kThreads);
   const unsigned ud = static_cast<unsigned>(a.d);
   if (a.eps) {
     if (vec) reparam_kernel<true, true><<<grid, kThreads, 0, stream>>>(a.stats, a.z, a.eps, ud, count, a.seed, a.step);
@@ -296,13 +261,11 @@ void reparameterize(const Context& ctx, const Reparameterize& a) {
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
-void reparameterize_backward(const Context& ctx, const ReparameterizeBackward& a) {
-  validate(a);
-  const cudaStream_t stream = launch::stream_of(ctx);
+void reparameterize_backward_cuda(const Context& ctx, const ReparameterizeBackward& a, cudaStream_t stream) {
   const unsigned count = static_cast<unsigned>(static_cast<std::int64_t>(a.m) * a.d);
   const bool vec = a.d % 4 == 0 && launch::aligned16(a.dz) && launch::aligned16(a.stats) &&
                    launch::aligned16(a.dstats);
-  const int grid = launch::grid_for((static_cast<std::int64_t>(count) + 3) / 4, kThreads);
+  const int grid = launch::grid_for(ctx, (static_cast<std::int64_t>(count) + 3) / 4, kThreads);
   const unsigned ud = static_cast<unsigned>(a.d);
   if (a.acc) {
     if (vec)
@@ -318,18 +281,15 @@ void reparameterize_backward(const Context& ctx, const ReparameterizeBackward& a
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
-void gaussian_kl(const Context& ctx, const GaussianKL& a) {
-  validate(a);
-  const Scratch sc = scratch_of(ctx, "gaussian_kl");
-  const cudaStream_t stream = launch::stream_of(ctx);
+void gaussian_kl_cuda(const Context& ctx, const GaussianKL& a, const reduce::Scratch& sc, cudaStream_t stream) {
   // L = the largest power of two <= min(d, 32) lanes per row: no lane of a row is idle on its
   // first column, and narrow rows pack several to a warp.
   int shift = 0;
   while (shift < 5 && (2 << shift) <= a.d) ++shift;
   const std::int64_t rows_per_warp = 32 >> shift;
   const std::int64_t warps = (static_cast<std::int64_t>(a.m) + rows_per_warp - 1) / rows_per_warp;
-  std::int64_t grid = launch::grid_for(warps * 32, kThreads);
-  if (grid > kMaxParts) grid = kMaxParts;
+  std::int64_t grid = launch::grid_for(ctx, warps * 32, kThreads);
+  if (grid > reduce::kMaxParts) grid = reduce::kMaxParts;
   if (grid > sc.cap) grid = sc.cap;
   const double per = static_cast<double>(a.weight) / static_cast<double>(a.m);
   const int g = static_cast<int>(grid);
@@ -341,10 +301,24 @@ void gaussian_kl(const Context& ctx, const GaussianKL& a) {
     kl_rows_kernel<false><<<g, kThreads, 0, stream>>>(a.stats, nullptr, a.per_row, um, ud, shift, per, false, sc.p,
                                                       a.loss);
   CUAE_CUDA_LAUNCH_CHECK();
-  if (g > 1) {
-    final_sum_kernel<<<1, kThreads, 0, stream>>>(sc.p, g, per, a.loss);
-    CUAE_CUDA_LAUNCH_CHECK();
-  }
+  if (g > 1) reduce::final_sum_cuda(sc.p, g, per, a.loss, stream);
+}
+
+}  // namespace
+
+void reparameterize(const Context& ctx, const Reparameterize& a) {
+  validate(a);
+  reparameterize_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void reparameterize_backward(const Context& ctx, const ReparameterizeBackward& a) {
+  validate(a);
+  reparameterize_backward_cuda(ctx, a, launch::stream_of(ctx));
+}
+
+void gaussian_kl(const Context& ctx, const GaussianKL& a) {
+  validate(a);
+  gaussian_kl_cuda(ctx, a, reduce::scratch_of(ctx, "gaussian_kl"), launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda
