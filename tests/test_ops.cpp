@@ -65,6 +65,13 @@ constexpr double kRefOptDeltaTol = 5e-5;
 // arithmetic, looser than the CPU ones because both sides now carry float error.
 constexpr double kCudaGemmTol = 1e-5;      // fp32 GEMMs that differ in summation order: ~sqrt(k)·2^-24
 constexpr double kCudaGemmTf32Tol = 5e-3;  // TF32 rounds inputs to 10 mantissa bits (2^-11 ≈ 5e-4 each)
+// dense_forward variant 2 with GELU: y comes from cuBLASLt's GELU epilogue, a tanh form whose tanh
+// need not be tanhf. Were it the hardware tanh.approx.f32 (relative error up to 2^-10.99), y would
+// be off by up to |½·z·Δtanh| ≈ 2.5e-4·|z|: about 2.5e-4 of the output's magnitude, so 1e-3 holds
+// that with room while any real error (a wrong bias, a dropped term) is far above it. Not yet
+// measured on a GPU: each run records the error it saw ("cuda_err y variant 2"). z (the aux
+// output) is the plain GEMM + bias and keeps the fp32 tolerance.
+constexpr double kGeluEpilogueTol = 1e-3;
 constexpr double kCudaElemTol = 1e-5;      // device libm / intrinsics may differ from glibc by a few ulp
 constexpr double kCudaLossTol = 1e-5;      // a reduction in a different order vs the CPU's double sum
 constexpr double kCudaOptStateTol = 1e-6;
@@ -218,20 +225,27 @@ DenseInputs dense_inputs(const Shape3& s, bool bias, std::uint32_t seed) {
 
 class DenseForwardCase : public OpCase {
  public:
-  DenseForwardCase(Shape3 s, Act act, bool w_kn, bool bias, bool want_z, bool tf32)
-      : s_(s), act_(act), w_kn_(w_kn), bias_(bias), want_z_(want_z), tf32_(tf32) {}
+  // bias_off: the bias starts one float into its buffer, only 4-byte aligned, as an RBM's hidden
+  // bias inside a flat parameter buffer does (cuBLASLt's bias epilogues must not get it).
+  DenseForwardCase(Shape3 s, Act act, bool w_kn, bool bias, bool want_z, bool tf32, bool bias_off = false)
+      : s_(s), act_(act), w_kn_(w_kn), bias_(bias), want_z_(want_z), tf32_(tf32), bias_off_(bias && bias_off) {}
 
   std::string name() const override {
     return std::string("dense_forward_") + act_name(act_) + "_" + shape_tag(s_) + (w_kn_ ? "_wkn" : "_wnk") +
-           (bias_ ? "_bias" : "_nobias") + (want_z_ ? "_z" : "") + (tf32_ ? "_tf32" : "");
+           (bias_ ? (bias_off_ ? "_bias_unaligned" : "_bias") : "_nobias") + (want_z_ ? "_z" : "") +
+           (tf32_ ? "_tf32" : "");
   }
   bool tf32() const override { return tf32_; }
   std::vector<int> variants() const override { return kDenseVariantList; }
+  double cuda_tol(const Slot& s, int variant) const override {
+    return variant == 2 && act_ == Act::GELU && s.name == "y" ? std::max(s.cuda_tol, kGeluEpilogueTol) : s.cuda_tol;
+  }
 
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     DenseInputs in = dense_inputs(s_, bias_, seed);
     const std::size_t mn = static_cast<std::size_t>(s_.m) * s_.n;
     const double tol = tf32_ ? kCudaGemmTf32Tol : kCudaGemmTol;
+    if (bias_off_) in.b.insert(in.b.begin(), 1e3f);  // a value that would show if it were read as b[0]
     return {input_slot("x", in.x), input_slot("w", in.w), bias_ ? input_slot("b", in.b) : null_slot("b"), output_slot("y", mn, tol),
             want_z_ ? output_slot("z", mn, tol) : null_slot("z")};
   }
@@ -240,7 +254,7 @@ class DenseForwardCase : public OpCase {
     DenseForward a;
     a.x = p[0];
     a.w = p[1];
-    a.b = p[2];
+    a.b = p[2] && bias_off_ ? p[2] + 1 : p[2];
     a.y = p[3];
     a.z = p[4];
     a.m = s_.m;
@@ -256,7 +270,7 @@ class DenseForwardCase : public OpCase {
   // rounding as well as z's.
   std::vector<std::vector<double>> magnitudes(const std::vector<Slot>& slots) const override {
     std::vector<double> mag, unused;
-    dense_forward_d(abs_d(slots[0].host), abs_d(slots[1].host), abs_d(slots[2].host), s_.m, s_.n, s_.k, w_kn_,
+    dense_forward_d(abs_d(slots[0].host), abs_d(slots[1].host), abs_d(bias_of(slots)), s_.m, s_.n, s_.k, w_kn_,
                     Act::Identity, 0.0, mag, unused);
     std::vector<std::vector<double>> mags(slots.size());
     mags[3] = mag;
@@ -266,7 +280,7 @@ class DenseForwardCase : public OpCase {
 
   void check_reference(const std::vector<Slot>& slots, const std::vector<std::vector<float>>& after) const override {
     std::vector<double> z, y;
-    dense_forward_d(to_double(slots[0].host), to_double(slots[1].host), to_double(slots[2].host), s_.m, s_.n, s_.k,
+    dense_forward_d(to_double(slots[0].host), to_double(slots[1].host), to_double(bias_of(slots)), s_.m, s_.n, s_.k,
                     w_kn_, act_, kLeakySlope, z, y);
     const auto mags = magnitudes(slots);
     expect_close(name() + " y", after[3], y, kRefGemmTol, mags[3]);
@@ -274,9 +288,15 @@ class DenseForwardCase : public OpCase {
   }
 
  private:
+  // The bias values the op reads (past the leading pad with bias_off).
+  std::span<const float> bias_of(const std::vector<Slot>& slots) const {
+    std::span<const float> b = slots[2].host;
+    return bias_off_ ? b.subspan(1) : b;
+  }
+
   Shape3 s_;
   Act act_;
-  bool w_kn_, bias_, want_z_, tf32_;
+  bool w_kn_, bias_, want_z_, tf32_, bias_off_;
 };
 
 // ---- dense_backward ------------------------------------------------------------------------
@@ -431,6 +451,13 @@ std::vector<CasePtr> dense_forward_cases() {
   // TF32: every activation at two large odd shapes (only the CUDA comparison's tolerance changes).
   for (Shape3 s : {Shape3{100, 7, 257}, Shape3{257, 100, 33}})
     for (Act a : kActs) cases.push_back(std::make_shared<DenseForwardCase>(s, a, false, true, true, true));
+  // A bias only 4-byte aligned, at odd widths (an RBM's 784-1000-499 stack puts one there): the
+  // activations whose production path is a cuBLASLt bias epilogue, with and without z.
+  for (Shape3 s : {Shape3{33, 499, 1000}, Shape3{7, 33, 1}, Shape3{100, 7, 257}})
+    for (Act a : {Act::Identity, Act::ReLU, Act::GELU, Act::Sigmoid})
+      for (bool want_z : {false, true})
+        if (want_z || a != Act::GELU)  // GELU always writes z
+          cases.push_back(std::make_shared<DenseForwardCase>(s, a, false, true, want_z, false, true));
   return cases;
 }
 
@@ -463,7 +490,7 @@ std::vector<float> act_inputs(std::size_t n, std::uint32_t seed) {
 class ActivationCase : public OpCase {
  public:
   ActivationCase(Act act, std::int64_t count) : act_(act), count_(count) {}
-  std::string name() const override { return std::string("activation_") + act_name(act_) + "_n" + std::to_string(count_); }
+  std::string name() const override { return std::string("activation_forward_") + act_name(act_) + "_n" + std::to_string(count_); }
 
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     const std::vector<float> x = act_inputs(static_cast<std::size_t>(count_), seed);
@@ -811,7 +838,7 @@ class OptimizerCase : public OpCase {
   OptimizerCase(OptConfig c, std::int64_t n, std::int64_t n_decay, std::int64_t step)
       : c_(c), n_(n), n_decay_(n_decay), step_(step) {}
   std::string name() const override {
-    return std::string("optimizer_") + c_.tag + "_n" + std::to_string(n_) + "_decay" + std::to_string(n_decay_) +
+    return std::string("optimizer_step_") + c_.tag + "_n" + std::to_string(n_) + "_decay" + std::to_string(n_decay_) +
            "_step" + std::to_string(step_);
   }
 

@@ -360,9 +360,11 @@ TEST_P(KSparseCases, CudaMatchesCpu) {
   }
 }
 
+// "ksparse_": each case runs ksparse_forward and ksparse_backward together (the backward needs the
+// forward's index), a group tests/test_op_coverage.cpp counts for both.
 std::string param_name(const ::testing::TestParamInfo<std::tuple<Data, Shape>>& info) {
   const auto& [d, s] = info.param;
-  return std::string(data_name(d)) + "_m" + std::to_string(s.m) + "_n" + std::to_string(s.n);
+  return std::string("ksparse_") + data_name(d) + "_m" + std::to_string(s.m) + "_n" + std::to_string(s.n);
 }
 
 INSTANTIATE_TEST_SUITE_P(KSparse, KSparseCases,

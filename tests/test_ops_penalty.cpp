@@ -246,7 +246,7 @@ class ActivityCase : public OpCase {
   ActivityCase(PenaltyKind kind, int m, int n, GradMode mode, bool clamp = false)
       : kind_(kind), m_(m), n_(n), mode_(mode), clamp_(clamp) {}
   std::string name() const override {
-    return std::string("activity_") + penalty_name(kind_) + "_m" + std::to_string(m_) + "_n" + std::to_string(n_) +
+    return std::string("activity_penalty_") + penalty_name(kind_) + "_m" + std::to_string(m_) + "_n" + std::to_string(n_) +
            "_grad_" + mode_tag(mode_) + (clamp_ ? "_clamp" : "");
   }
   float weight() const { return kind_ == PenaltyKind::L1 ? kL1Weight : kKLWeight; }
@@ -356,7 +356,7 @@ class ContractiveCase : public OpCase {
   ContractiveCase(Act act, int m, int n, int k, GradMode gh, GradMode gw)
       : act_(act), m_(m), n_(n), k_(k), gh_(gh), gw_(gw) {}
   std::string name() const override {
-    return std::string("contractive_") + act_name(act_) + "_m" + std::to_string(m_) + "_n" + std::to_string(n_) +
+    return std::string("contractive_penalty_") + act_name(act_) + "_m" + std::to_string(m_) + "_n" + std::to_string(n_) +
            "_k" + std::to_string(k_) + "_gh_" + mode_tag(gh_) + "_gw_" + mode_tag(gw_);
   }
 

@@ -375,7 +375,7 @@ class MaxPoolCase : public OpCase {
  public:
   MaxPoolCase(PoolGeom g, Data d) : g_(g), d_(d) {}
   std::string name() const override {
-    return "max_pool_" + pool_tag(g_) + (d_ == Data::Ties ? "_ties" : "_uniform");
+    return "max_pool_forward_" + pool_tag(g_) + (d_ == Data::Ties ? "_ties" : "_uniform");
   }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     return {input_slot("x", pool_input(in_size(g_), d_, seed)), output_slot("y", out_size(g_), 0.0),
@@ -488,7 +488,7 @@ class MaxUnpoolBackwardCase : public OpCase {
 class AvgPoolCase : public OpCase {
  public:
   AvgPoolCase(PoolGeom g, bool include_pad) : g_(g), pad_(include_pad) {}
-  std::string name() const override { return "avg_pool_" + pool_tag(g_) + (pad_ ? "_incpad" : "_nopad"); }
+  std::string name() const override { return "avg_pool_forward_" + pool_tag(g_) + (pad_ ? "_incpad" : "_nopad"); }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     return {input_slot("x", uniform(in_size(g_), seed, -1.0f, 1.0f)), output_slot("y", out_size(g_), kCudaTol)};
   }
@@ -552,7 +552,7 @@ class AvgPoolBackwardCase : public OpCase {
 class UpsampleCase : public OpCase {
  public:
   UpsampleCase(PoolGeom g, UpsampleKind k) : g_(g), k_(k) {}
-  std::string name() const override { return std::string("upsample_") + upsample_name(k_) + "_" + up_tag(g_); }
+  std::string name() const override { return std::string("upsample_forward_") + upsample_name(k_) + "_" + up_tag(g_); }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     return {input_slot("x", uniform(in_size(g_), seed, -1.0f, 1.0f)),
             output_slot("y", out_size(g_), k_ == UpsampleKind::Nearest ? 0.0 : kCudaTol)};

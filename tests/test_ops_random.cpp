@@ -129,10 +129,10 @@ enum class RandOp { Mask, SaltPepper, Gaussian, Dropout, DropoutBackward, Dropou
 
 const char* rand_op_name(RandOp op) {
   switch (op) {
-    case RandOp::Mask: return "mask";
-    case RandOp::SaltPepper: return "salt_pepper";
-    case RandOp::Gaussian: return "gaussian";
-    case RandOp::Dropout: return "dropout";
+    case RandOp::Mask: return "corrupt_mask";
+    case RandOp::SaltPepper: return "corrupt_salt_pepper";
+    case RandOp::Gaussian: return "corrupt_gaussian";
+    case RandOp::Dropout: return "dropout_forward";
     case RandOp::DropoutBackward: return "dropout_backward";
     case RandOp::DropoutBackwardAcc: return "dropout_backward_acc";
   }

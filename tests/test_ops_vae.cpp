@@ -244,7 +244,7 @@ class ReparamCase : public OpCase {
   ReparamCase(int m, int d, Mode eps, bool sample, StatsKind kind = StatsKind::Typical)
       : m_(m), d_(d), eps_(eps), sample_(sample), kind_(kind) {}
   std::string name() const override {
-    return "reparam_" + shape_tag(m_, d_) + "_eps_" + mode_tag(eps_) + (sample_ ? "" : "_mean") + stats_tag(kind_);
+    return "reparameterize_" + shape_tag(m_, d_) + "_eps_" + mode_tag(eps_) + (sample_ ? "" : "_mean") + stats_tag(kind_);
   }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     const std::size_t n = static_cast<std::size_t>(m_) * d_;
@@ -321,7 +321,7 @@ class ReparamBackwardCase : public OpCase {
   ReparamBackwardCase(int m, int d, bool acc, StatsKind kind = StatsKind::Typical)
       : m_(m), d_(d), acc_(acc), kind_(kind) {}
   std::string name() const override {
-    return "reparam_bwd_" + shape_tag(m_, d_) + (acc_ ? "_acc" : "") + stats_tag(kind_);
+    return "reparameterize_backward_" + shape_tag(m_, d_) + (acc_ ? "_acc" : "") + stats_tag(kind_);
   }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     const std::size_t n = static_cast<std::size_t>(m_) * d_;
@@ -392,7 +392,7 @@ class KLCase : public OpCase {
   std::string name() const override {
     std::ostringstream w;
     w << static_cast<int>(std::lround(weight_ * 100.0f));
-    return "kl_" + shape_tag(m_, d_) + "_grad_" + mode_tag(grad_) + (per_row_ ? "_per_row" : "") + "_w" + w.str() +
+    return "gaussian_kl_" + shape_tag(m_, d_) + "_grad_" + mode_tag(grad_) + (per_row_ ? "_per_row" : "") + "_w" + w.str() +
            stats_tag(kind_);
   }
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
