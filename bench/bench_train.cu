@@ -1,13 +1,18 @@
 // Training throughput: whole optimizer steps (forward, backward, Adam) of the executor on CUDA,
 // in images per second, with the planned memory and the device memory the executor took.
 //   - convolutional autoencoders at 1x28x28 (configs/conv.toml's network), 3x128x128 and
-//     3x256x256, beside the dense deep autoencoder of configs/deep.toml (the same code width, 30);
+//     3x256x256, beside the dense deep autoencoder of configs/deep.toml (the same code width, 30)
+//     at batch 256 and 4096;
 //   - the VAE of configs/vae.toml (784-400-20) beside the plain autoencoder of the same shape, and
 //     the convolutional VAE of configs/conv-vae.toml.
 //
 // A step is timed on the executor's own stream by synchronising around a run of steps (the loss
 // stays on the device: no per-step host sync), median of the repetitions; the steps run on a
 // fixed batch already on the device, so data loading is not part of the figure.
+//
+// --cuae_quick runs the cases bench/peer/train_peer.py trains in PyTorch (the deep autoencoder at
+// batch 256 and 4096, the 3x128x128 conv autoencoder; fp32 and TF32), under the same names, so
+// scripts/gpu/summarize.py sets each beside its peer.
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -43,6 +48,7 @@ struct Case {
   std::string name;
   std::string toml;
   int batch;
+  bool quick;  // in the --cuae_quick set: the models bench/peer/train_peer.py trains in PyTorch
 };
 
 void bm_train(benchmark::State& st, const Case& c, bool tf32) {
@@ -86,23 +92,28 @@ void bm_train(benchmark::State& st, const Case& c, bool tf32) {
   }
 }
 
+// configs/deep.toml's network: 784-1000-500-250-30, sigmoid hidden layers, linear code, BCE.
+const char* kDeepModel =
+    "[model]\ntype = \"deep\"\nlayers = [784, 1000, 500, 250, 30]\n"
+    "[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n";
+
 void register_all() {
   const std::vector<Case> cases = {
-      {"conv_1x28x28", conv_model(1, 28, 30, kMnistBlocks), 256},
-      {"dense_deep_784", std::string("[model]\ntype = \"deep\"\nlayers = [784, 1000, 500, 250, 30]\n"
-                                     "[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n"),
-       256},
-      {"conv_3x128x128", conv_model(3, 128, 256, kLargeBlocks), 64},
-      {"conv_3x256x256", conv_model(3, 256, 256, kLargeBlocks), 16},
+      {"conv_1x28x28", conv_model(1, 28, 30, kMnistBlocks), 256, false},
+      {"dense_deep_784", kDeepModel, 256, true},
+      {"dense_deep_784_b4096", kDeepModel, 4096, true},
+      {"conv_3x128x128", conv_model(3, 128, 256, kLargeBlocks), 64, true},
+      {"conv_3x256x256", conv_model(3, 256, 256, kLargeBlocks), 16, false},
       {"vae_784_400_20", std::string("[model]\ntype = \"deep\"\nvariational = true\nlayers = [784, 400, 20]\n"
                                      "activation = \"relu\"\n[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n"),
-       128},
+       128, false},
       {"ae_784_400_20", std::string("[model]\ntype = \"deep\"\nlayers = [784, 400, 20]\n"
                                     "activation = \"relu\"\n[loss]\ntype = \"bce\"\n[optimizer]\ntype = \"adam\"\n"),
-       128},
-      {"conv_vae_1x28x28", conv_model(1, 28, 16, kMnistBlocks, true), 256},
+       128, false},
+      {"conv_vae_1x28x28", conv_model(1, 28, 16, kMnistBlocks, true), 256, false},
   };
-  for (const Case& c : cases)
+  for (const Case& c : cases) {
+    if (g_opt.quick && !c.quick) continue;
     for (bool tf32 : {false, true})
       benchmark::RegisterBenchmark(("train/" + c.name + (tf32 ? "/tf32" : "/fp32")).c_str(),
                                    [c, tf32](benchmark::State& st) { bm_train(st, c, tf32); })
@@ -111,6 +122,7 @@ void register_all() {
           ->Repetitions(g_opt.reps)
           ->ReportAggregatesOnly(true)
           ->MinTime(g_opt.min_time);
+  }
 }
 
 }  // namespace
