@@ -2,11 +2,19 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <sstream>
 
 namespace cuae::test {
+
+// ---- files of the source tree ---------------------------------------------------------------
+
+std::string source_path(const std::string& relative) {
+  const char* env = std::getenv("CUAE_SOURCE_DIR");
+  return std::string(env && *env ? env : CUAE_SOURCE_DIR) + "/" + relative;
+}
 
 // ---- random data --------------------------------------------------------------------------
 

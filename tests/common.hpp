@@ -1,5 +1,6 @@
 // Utilities shared by every test program (tests/CMakeLists.txt compiles common.cpp into each).
 //
+//   source files  source_path(): golden fixtures and configs, wherever the tree now is
 //   random data   seeded, reproducible fills (std::mt19937, our own mapping to floats so the
 //                 values do not depend on the standard library's distributions)
 //   poisoning     NaN fills for outputs, so an op that leaves an element unwritten fails
@@ -30,6 +31,12 @@
 namespace cuae::test {
 
 inline constexpr const char* kNoGpuReason = "no CUDA device: CUDA test skipped, not run";
+
+// ---- files of the source tree ---------------------------------------------------------------
+
+// A path inside the source tree: under $CUAE_SOURCE_DIR when set (a test program carried to
+// another machine), else under the tree the program was built from.
+std::string source_path(const std::string& relative);
 
 // ---- random data --------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ constexpr Tolerances kCpuTol{1e-5, 1e-5, 1e-5};
 constexpr Tolerances kCudaTol{1e-3, 1e-3, 1e-3};
 
 std::string golden_path(const std::string& name) {
-  return std::string(CUAE_SOURCE_DIR) + "/tests/golden/" + name + ".safetensors";
+  return test::source_path("tests/golden/" + name + ".safetensors");
 }
 
 std::span<const float> span_of(const Tensor& t) {

@@ -45,7 +45,7 @@ constexpr double kCpuTol = 1e-5;  // [3.2e-7]
 constexpr double kCudaTol = 1e-4;
 constexpr std::size_t kExpectedCases = 14;
 
-std::string golden_path() { return std::string(CUAE_SOURCE_DIR) + "/tests/golden/conv_ops.safetensors"; }
+std::string golden_path() { return test::source_path("tests/golden/conv_ops.safetensors"); }
 
 struct Case {
   std::string name;

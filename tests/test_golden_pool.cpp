@@ -43,7 +43,7 @@ using kern::PoolGeom;
 
 constexpr double kTol = 1e-6;
 
-std::string golden_path() { return std::string(CUAE_SOURCE_DIR) + "/tests/golden/pool_ops.safetensors"; }
+std::string golden_path() { return test::source_path("tests/golden/pool_ops.safetensors"); }
 
 struct Nchw {
   int n = 0, c = 0, h = 0, w = 0;

@@ -70,7 +70,7 @@ constexpr double kEpsTol = 2e-6;
 constexpr int kBatch = 16;
 constexpr int kLatent = 8;
 
-std::string golden_path() { return std::string(CUAE_SOURCE_DIR) + "/tests/golden/vae_step.safetensors"; }
+std::string golden_path() { return test::source_path("tests/golden/vae_step.safetensors"); }
 
 std::span<const float> span_of(const Tensor& t) { return {t.f32(), static_cast<std::size_t>(t.numel())}; }
 

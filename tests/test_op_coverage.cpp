@@ -2,7 +2,7 @@
 // parameterised case in one of the op-test programs (tests/test_ops*.cpp) comparing the CPU op with
 // its reference and one comparing the CUDA op with the CPU. A case belongs to an op by its name,
 // which begins with the op's table name (the longest that fits, so max_unpool_backward_... is not
-// a max_unpool case); a few cases run two ops together and begin with a group name listed here.
+// a max_unpool case).
 //
 // The op-test programs are found beside this one and asked for their tests with
 // --gtest_list_tests, so an op added to the table without a case in any of them fails here.
@@ -30,29 +30,17 @@ std::vector<std::string> op_names() {
 #undef CUAE_OP_NAME
 }
 
-// Case-name prefixes that stand for several ops tested in one run.
-const std::map<std::string, std::vector<std::string>>& groups() {
-  static const std::map<std::string, std::vector<std::string>> g = {
-      // the backward needs the forward's kept indices (tests/test_ops_ksparse.cpp)
-      {"ksparse", {"ksparse_forward", "ksparse_backward"}},
-  };
-  return g;
-}
-
 bool starts_with_token(const std::string& s, const std::string& prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0 &&
          (s.size() == prefix.size() || s[prefix.size()] == '_');
 }
 
-// The ops a case name stands for: the longest op name (or group) it begins with.
-std::vector<std::string> ops_of_case(const std::string& case_name, const std::vector<std::string>& ops) {
+// The op a case name stands for: the longest op name it begins with ("" for none).
+std::string op_of_case(const std::string& case_name, const std::vector<std::string>& ops) {
   std::string best;
   for (const auto& op : ops)
     if (starts_with_token(case_name, op) && op.size() > best.size()) best = op;
-  for (const auto& [group, members] : groups())
-    if (starts_with_token(case_name, group) && group.size() > best.size()) return members;
-  if (best.empty()) return {};
-  return {best};
+  return best;
 }
 
 struct ListedTest {
@@ -112,7 +100,8 @@ TEST(OpCoverage, EveryOpHasCpuAndCudaCases) {
     for (const ListedTest& t : tests) {
       if (t.param.empty()) continue;
       const bool cuda = t.full.find("Cuda") != std::string::npos;
-      for (const std::string& op : ops_of_case(t.param, ops)) (cuda ? cuda_cases : cpu_cases)[op].insert(t.full);
+      const std::string op = op_of_case(t.param, ops);
+      if (!op.empty()) (cuda ? cuda_cases : cpu_cases)[op].insert(t.full);
     }
   }
   ASSERT_GT(listed, 0u);
@@ -131,12 +120,11 @@ TEST(OpCoverage, EveryOpHasCpuAndCudaCases) {
 
 TEST(OpCoverage, CaseNamesMapToTheLongestOp) {
   const std::vector<std::string> ops = op_names();
-  EXPECT_EQ(ops_of_case("max_unpool_backward_n2_h5_acc", ops), std::vector<std::string>{"max_unpool_backward"});
-  EXPECT_EQ(ops_of_case("max_unpool_n2_h5_acc", ops), std::vector<std::string>{"max_unpool"});
-  EXPECT_EQ(ops_of_case("rbm_cd_workspace_m7_nv13_nh5", ops), std::vector<std::string>{"rbm_cd_workspace"});
-  EXPECT_EQ(ops_of_case("loss_bce_n7", ops), std::vector<std::string>{"loss"});
-  EXPECT_EQ(ops_of_case("lossy_n7", ops), std::vector<std::string>{});
-  EXPECT_EQ(ops_of_case("ksparse_uniform_m7_n33", ops), (std::vector<std::string>{"ksparse_forward", "ksparse_backward"}));
+  EXPECT_EQ(op_of_case("max_unpool_backward_n2_h5_acc", ops), "max_unpool_backward");
+  EXPECT_EQ(op_of_case("max_unpool_n2_h5_acc", ops), "max_unpool");
+  EXPECT_EQ(op_of_case("rbm_cd_workspace_m7_nv13_nh5", ops), "rbm_cd_workspace");
+  EXPECT_EQ(op_of_case("loss_bce_n7", ops), "loss");
+  EXPECT_EQ(op_of_case("lossy_n7", ops), "");
 }
 
 }  // namespace

@@ -175,7 +175,7 @@ TEST(Config, RoundTripsThroughToml) {
 
 TEST(Config, ShippedConfigsParseAndBuild) {
   int count = 0;
-  for (const auto& e : fs::directory_iterator(fs::path(CUAE_SOURCE_DIR) / "configs")) {
+  for (const auto& e : fs::directory_iterator(fs::path(test::source_path("configs")))) {
     if (e.path().extension() != ".toml") continue;
     const std::string name = e.path().filename().string();
     const Config c = load_config(e.path().string());
@@ -186,7 +186,7 @@ TEST(Config, ShippedConfigsParseAndBuild) {
     ++count;
   }
   EXPECT_GE(count, 8);
-  EXPECT_EQ(load_config(std::string(CUAE_SOURCE_DIR) + "/configs/deep.toml").model.layers.back(), 30);
+  EXPECT_EQ(load_config(test::source_path("configs/deep.toml")).model.layers.back(), 30);
 }
 
 TEST(Pca, RecoversALowRankSubspace) {
