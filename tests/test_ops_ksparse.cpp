@@ -341,64 +341,67 @@ Expected expected(const CaseInputs& in, const Shape& s, int k) {
   return e;
 }
 
-TEST_P(KSparseForwardCases, CpuMatchesStableSortReference) {
-  const auto [d, s] = GetParam();
+// Every k of a case on the CPU: check(inputs, expected, outputs, k).
+template <class F>
+void each_k_on_cpu(Data d, const Shape& s, F&& check) {
   Backend cpu(Device::CPU);
   for (int k : k_values(s.n)) {
     SCOPED_TRACE(case_label(d, s, k));
     const CaseInputs in = case_inputs(d, s, k);
-    const Expected e = expected(in, s, k);
-    const Outputs o = run_case(cpu, in, s, k);
+    check(in, expected(in, s, k), run_case(cpu, in, s, k), k);
+  }
+}
+
+TEST_P(KSparseForwardCases, CpuMatchesStableSortReference) {
+  const auto [d, s] = GetParam();
+  each_k_on_cpu(d, s, [&](const CaseInputs& in, const Expected& e, const Outputs& o, int k) {
     EXPECT_TRUE(same_bits("y", o.y, e.ref.y, s.n));
     EXPECT_TRUE(same_index(o.index, e.ref.index, k));
     check_structure(in.x, o, s.m, s.n, k);
-  }
+  });
 }
 
 TEST_P(KSparseBackwardCases, CpuMatchesStableSortReference) {
   const auto [d, s] = GetParam();
-  Backend cpu(Device::CPU);
-  for (int k : k_values(s.n)) {
-    SCOPED_TRACE(case_label(d, s, k));
-    const CaseInputs in = case_inputs(d, s, k);
-    const Expected e = expected(in, s, k);
-    const Outputs o = run_case(cpu, in, s, k);
+  each_k_on_cpu(d, s, [&](const CaseInputs&, const Expected& e, const Outputs& o, int) {
     EXPECT_TRUE(same_bits("dx", o.dx, e.dx, s.n));
     EXPECT_TRUE(same_bits("dx (acc)", o.dx_acc, e.dx_acc, s.n));
-  }
+  });
 }
 
 // ================================================================================================
 // CUDA against CPU, bit for bit
 // ================================================================================================
 
-TEST_P(KSparseForwardCases, CudaMatchesCpu) {
-  CUAE_SKIP_WITHOUT_GPU();
-  const auto [d, s] = GetParam();
+// Every k of a case on both backends: check(inputs, CPU outputs, CUDA outputs, k).
+template <class F>
+void each_k_on_both(Data d, const Shape& s, F&& check) {
   Backend cpu(Device::CPU);
   Backend gpu(Device::CUDA);
   for (int k : k_values(s.n)) {
     SCOPED_TRACE(case_label(d, s, k));
     const CaseInputs in = case_inputs(d, s, k);
-    const Outputs want = run_case(cpu, in, s, k), got = run_case(gpu, in, s, k);
+    check(in, run_case(cpu, in, s, k), run_case(gpu, in, s, k), k);
+  }
+}
+
+TEST_P(KSparseForwardCases, CudaMatchesCpu) {
+  CUAE_SKIP_WITHOUT_GPU();
+  const auto [d, s] = GetParam();
+  each_k_on_both(d, s, [&](const CaseInputs& in, const Outputs& want, const Outputs& got, int k) {
     EXPECT_TRUE(same_bits("y", got.y, want.y, s.n));
     EXPECT_TRUE(same_index(got.index, want.index, k));
     check_structure(in.x, got, s.m, s.n, k);
-  }
+  });
 }
 
 TEST_P(KSparseBackwardCases, CudaMatchesCpu) {
   CUAE_SKIP_WITHOUT_GPU();
   const auto [d, s] = GetParam();
-  Backend cpu(Device::CPU);
-  Backend gpu(Device::CUDA);
-  for (int k : k_values(s.n)) {
-    SCOPED_TRACE(case_label(d, s, k));
-    const CaseInputs in = case_inputs(d, s, k);
-    const Outputs want = run_case(cpu, in, s, k), got = run_case(gpu, in, s, k);
+  each_k_on_both(d, s, [&](const CaseInputs&, const Outputs& want, const Outputs& got, int) {
     EXPECT_TRUE(same_bits("dx", got.dx, want.dx, s.n));
     EXPECT_TRUE(same_bits("dx (acc)", got.dx_acc, want.dx_acc, s.n));
-  }
+  });
 }
 
 template <const char* kOp>
