@@ -118,8 +118,13 @@ TEST(VaeGraph, KlWeightChangesBetweenSteps) {
   ex.set_term_weight("kl", 1.4f);
   ex.forward_at(1);
   EXPECT_NEAR(ex.last_loss() - without, 2.0f * (with_kl - without), 1e-3f * with_kl);
-  expect_error_contains([&] { ex.set_term_weight("loss", 1.0f); }, "only a gaussian_kl term");
+  // Any scalar term's weight changes the same way: the reconstruction term at weight 0 leaves the
+  // KL term alone (at weight 1.4, twice its first value).
+  ex.set_term_weight("loss", 0.0f);
+  ex.forward_at(1);
+  EXPECT_NEAR(ex.last_loss(), 2.0f * (with_kl - without), 1e-3f * with_kl);
   expect_error_contains([&] { ex.set_term_weight("nope", 1.0f); }, "no node");
+  expect_error_contains([&] { ex.set_term_weight("kl", -1.0f); }, "must be >= 0");
 }
 
 TEST(VaeConfig, ErrorsNameTheKey) {

@@ -78,7 +78,8 @@ class CUAE_API Executor {
   // independent posterior samples of a VAE for the same batch).
   void forward();
   void forward_at(std::uint64_t random_step);
-  // Changes the weight of a gaussian_kl term from the next step on (a KL warm-up).
+  // Changes the weight of a scalar term (a loss, a penalty or a gaussian_kl term, by node name) from
+  // the next step on (a KL warm-up).
   void set_term_weight(const std::string& node, float weight);
   // Forward, backward and one optimizer update. The learning rate may be changed between steps.
   void train_step();

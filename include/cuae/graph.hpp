@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuae/tensor.hpp"
@@ -86,12 +88,13 @@ struct CUAE_API Value {
   bool valid() const { return id >= 0; }
 };
 
+namespace detail {
+struct Node;  // an op of a graph (host/graph/node.hpp; internal)
+struct GraphAccess;
+}  // namespace detail
+
 class CUAE_API Graph {
  public:
-  enum class OpKind {
-    Dense, Activation, Loss, Corrupt, Dropout, KSparse, ActivityPenalty, Contractive,
-    Conv, Deconv, MaxPool, MaxUnpool, AvgPool, Upsample, Reshape, Reparam, GaussianKL
-  };
   enum class ValueKind { Input, Param, Activation, Scalar };
 
   struct ValueInfo {
@@ -101,32 +104,6 @@ class CUAE_API Graph {
     Init init;              // params only
     bool decay = true;      // params only: L2/decoupled weight decay applies (weights yes, biases no)
     int producer = -1;      // node index, -1 for inputs and params
-  };
-  struct Node {
-    OpKind kind = OpKind::Dense;
-    std::string name;
-    // Dense, Conv, Deconv: x, w, b (b may be -1); Activation, Corrupt, Dropout, KSparse,
-    // ActivityPenalty, pooling, Upsample, Reshape: x; Loss: pred, target; Contractive: h, w (the
-    // weight of the dense layer that produced h); MaxUnpool: x, index (the pool's).
-    std::vector<int> inputs;
-    // Dense, Conv, Deconv: y (+ z when GELU); KSparse: y, index (int32 [rows, k]); MaxPool: y,
-    // index (int32, y's shape); Loss and penalties: scalar; every other op: y.
-    std::vector<int> outputs;
-    Activation act = Activation::Identity;
-    float slope = 0.01f;       // leaky ReLU
-    bool w_transposed = false; // Dense: W is [in, out] (a tied decoder reusing an encoder weight)
-    LossType loss = LossType::MSE;
-    Reduction reduction = Reduction::Mean;
-    float weight = 1.0f;       // Loss and penalties: multiplies the term and its gradient
-    bool objective = true;     // Loss and penalties: part of the training objective (else a metric)
-    NoiseType noise = NoiseType::Mask;
-    PenaltyType penalty = PenaltyType::L1;
-    float level = 0.0f;        // Corrupt: fraction or σ; Dropout: drop probability; KL: target ρ
-    bool sample = true;        // Reparam: draw ε (else z = μ)
-    int k = 0;                 // KSparse
-    Conv2dOptions conv;        // Conv, Deconv
-    Pool2dOptions pool;        // MaxPool, AvgPool, MaxUnpool (the pool's)
-    UpsampleMode upsample = UpsampleMode::Nearest;
   };
 
   Value input(const std::string& name, Shape shape);
@@ -195,20 +172,29 @@ class CUAE_API Graph {
   void mark_output(Value v);
 
   const std::vector<ValueInfo>& values() const { return values_; }
-  const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<int>& outputs() const { return outputs_; }
+  int node_count() const { return static_cast<int>(nodes_.size()); }
   const ValueInfo& info(Value v) const;
   Value find(const std::string& name) const;  // Value{} when absent
   std::string describe() const;               // one line per node with shapes
 
  private:
+  friend struct detail::GraphAccess;
+  // The builders (host/graph/nodes/*.cpp) share these. A node's name: the given one, or the op's
+  // kind numbered by position.
+  std::string node_name(const std::string& given, const char* kind) const;
   int add_value(ValueInfo v);
+  // Appends the node with one output value per (name, shape) (kind Scalar for a term's, else
+  // Activation) and returns the first.
+  Value add_node(detail::Node n, const std::vector<std::pair<std::string, Shape>>& outputs, bool scalar = false);
   // Shared by dense, conv2d and conv_transpose2d: b (if any) must be a [width] parameter, a leaky
   // slope positive; then the node with its output ys (and GELU's pre-activation) is added.
   void check_bias_and_slope(const std::string& nm, Value b, std::int64_t width, Activation act, float slope) const;
-  Value add_layer_node(Node n, const Shape& ys);
+  Value add_layer_node(detail::Node n, const Shape& ys, Activation act);
+  // The producer of a value (null for inputs and parameters).
+  const detail::Node* producer(Value v) const;
   std::vector<ValueInfo> values_;
-  std::vector<Node> nodes_;
+  std::vector<std::shared_ptr<const detail::Node>> nodes_;  // immutable once added: copies share them
   std::vector<int> outputs_;
 };
 
