@@ -64,6 +64,39 @@ struct OpCache {
   std::unique_ptr<Entry> entries[kEntries];  // the op's own use (e.g. one per GEMM it runs)
 };
 
+// The values that change from one training step to the next, in one small block of backend memory
+// (device memory on CUDA) that the ops read when they run rather than when they are enqueued, so a
+// step captured once as a CUDA graph replays with the current values. step_begin advances it at
+// the start of every training step; the host writes lr (set_learning_rate) and rng_step (a forward
+// pass at another step) with small stream-ordered copies. Term weights live in a float array
+// beside it (the *_at pointers of the term ops).
+struct StepScalars {
+  std::uint64_t rng_step = 0;  // the step the random ops (corrupt, dropout, reparameterize) draw with
+  std::int64_t updates = 0;    // optimizer updates begun: Adam's t during a step
+  std::int64_t recorded = 0;   // scalar blocks record_scalars has written (its ring's next slot)
+  float lr = 0.0f;             // the learning rate of the update being made
+  float beta1 = 0.9f, beta2 = 0.999f;  // Adam's decay rates (constant; step_begin reads them)
+  float bias1 = 1.0f, bias2 = 1.0f;    // 1 − β1^t, 1 − β2^t of the update being made
+};
+
+// Starts a training step: updates += 1, rng_step = updates, bias1 = 1 − β1^updates and
+// bias2 = 1 − β2^updates (each computed in double and rounded once, as OptimizerStep does).
+struct StepBegin {
+  StepScalars* s = nullptr;
+};
+
+// Appends the scalar block src[0, n) to a ring of `capacity` blocks: ring[(recorded mod
+// capacity)·n + i] = src[i], then recorded += 1 (both in the StepScalars block). The losses of a
+// run of steps stay in backend memory until the host reads the ring (no copy or synchronisation
+// inside a step).
+struct RecordScalars {
+  const float* src = nullptr;
+  float* ring = nullptr;
+  StepScalars* s = nullptr;
+  int n = 0;
+  int capacity = 0;
+};
+
 // Kernel variants dense_forward/dense_backward have on the CUDA backend (Context::variant <
 // kDenseVariants), and the convolution ops (kConvVariants: 0 production choice, 1 cuDNN only,
 // 2 our direct kernels wherever they exist); the other ops have one.
@@ -154,6 +187,7 @@ struct Loss {
   float* loss = nullptr;
   std::int64_t count = 0;
   float scale = 1.0f;
+  const float* weight_at = nullptr;  // when set: scale is multiplied by *weight_at, read when the op runs
   bool acc_grad = false;
   LossKind kind = LossKind::MSE;
 };
@@ -182,6 +216,9 @@ struct OptimizerStep {
   float momentum = 0.0f;
   bool nesterov = false;
   std::int64_t step = 1;
+  // When set, lr and the bias corrections are read from here when the op runs (lr, bias1, bias2:
+  // step_begin's), instead of lr and 1 − β^step.
+  const StepScalars* at = nullptr;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -203,6 +240,7 @@ struct Corrupt {
   float level = 0.0f;
   float lo = 0.0f, hi = 1.0f;      // SaltPepper's pepper and salt values
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
 };
 
 // Inverted dropout: y = x·keep/(1−p) with keep = (u >= p), p in [0, 1). The backward draws the same
@@ -213,6 +251,7 @@ struct Dropout {
   std::int64_t count = 0;
   float p = 0.0f;
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
 };
 struct DropoutBackward {
   const float* dy = nullptr;
@@ -221,6 +260,7 @@ struct DropoutBackward {
   float p = 0.0f;
   bool acc_dx = false;
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
 };
 
 // An activity penalty on a hidden layer's output h [m, n] (m samples), value and gradient in one op:
@@ -238,6 +278,7 @@ struct ActivityPenalty {
   int m = 0, n = 0;
   PenaltyKind kind = PenaltyKind::L1;
   float weight = 0.0f;             // β (KL) or λ (L1)
+  const float* weight_at = nullptr;  // when set: the weight is read from here when the op runs
   float rho = 0.05f;               // KL target activation, in (0, 1)
   bool acc_grad = false;
 };
@@ -291,6 +332,7 @@ struct ContractivePenalty {
   Act act = Act::Sigmoid;
   float slope = 0.01f;
   float weight = 0.0f;
+  const float* weight_at = nullptr;  // when set: the weight is read from here when the op runs
   bool acc_grad_h = false, acc_grad_w = false;
 };
 
@@ -508,6 +550,7 @@ struct Reparameterize {
   int m = 0, d = 0;
   bool sample = true;
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
 };
 // Backward of Reparameterize (sample = true): ε is drawn again from (seed, step), not stored:
 //   dstats[i, j]     (+)= dz[i, j]
@@ -520,6 +563,7 @@ struct ReparameterizeBackward {
   int m = 0, d = 0;
   bool acc = false;
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
 };
 
 // KL(N(μ, σ²) ‖ N(0, I)) of each row, value and gradient in one op, stats as above:
@@ -535,6 +579,7 @@ struct GaussianKL {
   float* per_row = nullptr;
   int m = 0, d = 0;
   float weight = 1.0f;
+  const float* weight_at = nullptr;  // when set: the weight is read from here when the op runs
   bool acc_grad = false;
 };
 
@@ -612,6 +657,8 @@ struct RbmFreeEnergy {
   X(gather_rows, GatherRows)          \
   X(loss, Loss)                       \
   X(optimizer_step, OptimizerStep)    \
+  X(step_begin, StepBegin)            \
+  X(record_scalars, RecordScalars)    \
   X(corrupt, Corrupt)                 \
   X(dropout_forward, Dropout)         \
   X(dropout_backward, DropoutBackward) \

@@ -116,6 +116,17 @@ inline void validate(const Loss& a) {
   CUAE_CHECK(std::isfinite(a.scale), d() + ": scale must be finite");
 }
 
+inline void validate(const StepBegin& a) { CUAE_CHECK(a.s, "step_begin: the step block must be non-null"); }
+
+inline void validate(const RecordScalars& a) {
+  const auto d = [&] {
+    return "record_scalars(n=" + std::to_string(a.n) + ", capacity=" + std::to_string(a.capacity) + ")";
+  };
+  CUAE_CHECK(a.n >= 1 && a.capacity >= 1, d() + ": n and capacity must be >= 1");
+  CUAE_CHECK(static_cast<std::int64_t>(a.n) * a.capacity <= detail::kMaxElements, d() + ": the ring would exceed 2^31-1 elements");
+  CUAE_CHECK(a.src && a.ring && a.s, d() + ": src, ring and the step block must be non-null");
+}
+
 inline void validate(const OptimizerStep& a) {
   const int kind = static_cast<int>(a.kind);
   const auto d = [&] {

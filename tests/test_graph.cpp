@@ -501,5 +501,66 @@ TEST(Executor, RegularizedCudaMatchesCpuOverAdamSteps) {
   }
 }
 
+// The step block: the optimizer reads the learning rate when it runs, and a term reads its weight
+// when it runs, so values changed between steps take effect on the next one (the mechanism that
+// lets a CUDA graph replay a captured step; the CPU backend reads the same block).
+TEST(Executor, StepValuesChangeBetweenSteps) {
+  const Graph g = regularized_graph(12);
+  ExecutorOptions o;
+  o.training = true;
+  o.seed = 3;
+  Executor ex(g, o);
+  ex.set_input("x", Tensor::from(test::uniform(12 * 9, 6, 0.0f, 1.0f), {12, 9}));
+  ex.train_step();
+  const auto before = as_map(ex.parameters());
+  ex.set_learning_rate(0.0f);
+  ex.train_step();
+  for (const auto& [k, t] : as_map(ex.parameters())) EXPECT_EQ(t.values(), before.at(k).values()) << k << " moved at lr 0";
+  ex.set_learning_rate(1e-2f);
+  ex.train_step();
+  EXPECT_NE(as_map(ex.parameters()).at("w1").values(), before.at("w1").values());
+  EXPECT_EQ(ex.step(), 3);
+  // A term's weight: the loss with the KL term off, then at three times its weight.
+  ex.forward();
+  const float base = ex.last_loss();
+  ex.set_term_weight("kl", 0.0f);
+  ex.forward();
+  const float without = ex.last_loss();
+  ex.set_term_weight("kl", 2.1f);
+  ex.forward();
+  EXPECT_NEAR(ex.last_loss() - without, 3.0f * (base - without), 1e-4f * std::abs(base));
+  EXPECT_THROW(ex.set_learning_rate(-1.0f), Error);
+}
+
+// On CUDA a training step is captured once as a CUDA graph and replayed: the replayed steps must be
+// the eager steps, bit for bit, losses and parameters, with the learning rate and a term weight
+// changed between steps (read from the step block, not frozen into the graph).
+TEST(Executor, CudaGraphReplaysTheEagerStepsBitForBit) {
+  CUAE_SKIP_WITHOUT_GPU();
+  const Graph g = regularized_graph(33);
+  const Tensor xb = Tensor::from(test::uniform(33 * 9, 4, 0.0f, 1.0f), {33, 9});
+  std::vector<float> losses[2];
+  std::map<std::string, Tensor> params[2];
+  for (int graph = 0; graph < 2; ++graph) {
+    ExecutorOptions o;
+    o.device = Device::CUDA;
+    o.training = true;
+    o.seed = 8;
+    o.cuda_graph = graph == 1;
+    Executor ex(g, o);
+    ex.set_input("x", xb);
+    for (int i = 0; i < 12; ++i) {
+      if (i == 5) ex.set_learning_rate(3e-3f);
+      if (i == 7) ex.set_term_weight("kl", 0.1f);
+      ex.train_step();
+    }
+    losses[graph] = ex.drain_losses();
+    params[graph] = as_map(ex.parameters());
+  }
+  ASSERT_EQ(losses[0].size(), 12u);
+  EXPECT_EQ(losses[1], losses[0]);
+  for (const auto& [k, t] : params[0]) EXPECT_EQ(params[1].at(k).values(), t.values()) << k;
+}
+
 }  // namespace
 }  // namespace cuae

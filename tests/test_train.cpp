@@ -152,6 +152,19 @@ TEST(Config, ErrorsNameFileAndKey) {
   expect_error("[model]\nlayers = [784, 30]\n[trian]\n", "trian");
   expect_error("[model]\nlayers = [784, 30]\noutput_activation = \"identity\"\n[loss]\ntype = \"bce\"\n", "bce");
   expect_error("[model\nlayers = [784, 30]\n", "syntax");
+  expect_error("[model]\nlayers = [784, 30]\n[train]\nprecision = \"bf16\"\n", "precision");
+  expect_error("[model]\nlayers = [784, 30]\n[train]\nprecision = \"fp32\"\ntf32 = true\n", "tf32");
+}
+
+TEST(Config, PrecisionAndTheOlderTf32Key) {
+  const std::string head = "[model]\nlayers = [784, 30]\n[train]\n";
+  EXPECT_EQ(parse_config(head, "t").train.precision, "fp32");
+  EXPECT_TRUE(parse_config(head, "t").train.cuda_graph);
+  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\n", "t").train.precision, "tf32");
+  EXPECT_EQ(parse_config(head + "tf32 = true\n", "t").train.precision, "tf32");
+  EXPECT_EQ(parse_config(head + "tf32 = false\n", "t").train.precision, "fp32");
+  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\ntf32 = true\n", "t").train.precision, "tf32");
+  EXPECT_FALSE(parse_config(head + "cuda_graph = false\n", "t").train.cuda_graph);
 }
 
 TEST(Config, RoundTripsThroughToml) {
@@ -161,6 +174,8 @@ TEST(Config, RoundTripsThroughToml) {
   c.optimizer.weight_decay = 0.25f;
   c.loss.reduction = Reduction::Mean;
   c.loss.type = LossType::L1;
+  c.train.precision = "tf32";
+  c.train.cuda_graph = false;
   const Config d = parse_config(to_toml(c), "roundtrip");
   EXPECT_EQ(d.model.layers, c.model.layers);
   EXPECT_EQ(d.model.activation, c.model.activation);
@@ -171,6 +186,8 @@ TEST(Config, RoundTripsThroughToml) {
   EXPECT_EQ(d.loss.type, LossType::L1);
   EXPECT_EQ(d.train.batch_size, c.train.batch_size);
   EXPECT_EQ(d.train.max_train, c.train.max_train);
+  EXPECT_EQ(d.train.precision, "tf32");
+  EXPECT_FALSE(d.train.cuda_graph);
 }
 
 TEST(Config, ShippedConfigsParseAndBuild) {

@@ -133,8 +133,8 @@ class Binder {
     const kern::OpTable* ops;
     const kern::Context* ctx;
     std::uint64_t run_seed;
-    const std::uint64_t* rng_step;     // the step random ops draw with, read at launch time
-    const float* term_weights;         // by term number, read at launch time
+    kern::StepScalars* step;           // the step block (backend memory)
+    const float* term_weights;         // by term number (backend memory, beside the step block)
     std::function<kern::OpCache*()> new_cache;
     std::function<float*(int)> ptr;    // buffer -> memory
   };
@@ -157,8 +157,8 @@ class Binder {
   kern::OpCache* new_cache() const { return env_.new_cache(); }
   // The node's own random stream: the run's seed mixed with a hash of the node's name.
   std::uint64_t seed() const;
-  const std::uint64_t* rng_step() const { return env_.rng_step; }
-  // The node's run-time weight (a term).
+  kern::StepScalars* step_block() const { return env_.step; }
+  // The node's run-time weight (a term), in backend memory.
   const float* weight() const;
 
   // A launch of one kernel-table op with fixed arguments: `launch(&kern::OpTable::loss, a)`.
@@ -169,27 +169,17 @@ class Binder {
     auto fn = t->*op;
     return [fn, c, a] { fn(*c, a); };
   }
-  // The same with the random step read when the launch runs (into a.step).
+  // The same for a random op: it draws at the step block's rng_step, read when the op runs.
   template <class A>
-  Launch launch_stepped(void (*kern::OpTable::*op)(const kern::Context&, const A&), const A& args) const {
-    const auto fn = env_.ops->*op;
-    const kern::Context* c = env_.ctx;
-    const std::uint64_t* step = env_.rng_step;
-    return [fn, c, step, a = args]() mutable {
-      a.step = *step;
-      fn(*c, a);
-    };
+  Launch launch_stepped(void (*kern::OpTable::*op)(const kern::Context&, const A&), A a) const {
+    a.step_at = &env_.step->rng_step;
+    return launch(op, a);
   }
-  // The same with the term's weight read when the launch runs (into a.weight).
+  // The same for a scalar term: its weight is read from the term weights when the op runs.
   template <class A>
-  Launch launch_weighted(void (*kern::OpTable::*op)(const kern::Context&, const A&), const A& args) const {
-    const auto fn = env_.ops->*op;
-    const kern::Context* c = env_.ctx;
-    const float* w = weight();
-    return [fn, c, w, a = args]() mutable {
-      a.weight = *w;
-      fn(*c, a);
-    };
+  Launch launch_weighted(void (*kern::OpTable::*op)(const kern::Context&, const A&), A a) const {
+    a.weight_at = weight();
+    return launch(op, a);
   }
 
  private:

@@ -5,13 +5,18 @@
 // Parameters, their gradients and the optimizer moments are flat buffers with identical layouts,
 // weights (decayed) first and biases after, so the optimizer is one launch over [0, n) with decay on
 // [0, n_decay). Every activation, gradient and workspace lives in one arena placed by liveness over
-// the step order (host/graph/planner). The scalar terms' values live in one small block that is
-// copied back, once per step and asynchronously, into a pinned ring of kLossRing steps.
+// the step order (host/graph/planner). The scalar terms' values live in one small block that a
+// record_scalars launch appends, once per step, to a ring of kLossRing blocks in backend memory;
+// the host reads the ring when asked (or when it is full). The step block (kern::StepScalars: the
+// random step, Adam's t and bias corrections, the learning rate) and the term weights live in
+// backend memory too, so the launches of a step never change: on CUDA a training step is captured
+// once as a CUDA graph and replayed.
 #include "cuae/executor.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <utility>
 
 #include "host/graph/compiler.hpp"
 #include "host/graph/planner.hpp"
@@ -38,7 +43,7 @@ OptimizerType parse_optimizer(const std::string& s) {
 namespace {
 
 constexpr std::size_t kParamAlignFloats = 64;  // 256 B: vector loads and cuBLASLt alignment
-constexpr std::int64_t kLossRing = 1024;       // steps of losses buffered before a forced drain
+constexpr std::int64_t kLossRing = 1024;       // steps of losses kept in backend memory before a forced drain
 
 kern::OptKind to_kern(OptimizerType o) { return static_cast<kern::OptKind>(static_cast<int>(o)); }
 
@@ -61,22 +66,24 @@ struct Executor::Impl {
   float* scalars = nullptr;
   std::int64_t n_param_floats = 0, n_decay = 0;
   int n_scalars = 0;
+  // The step block and, after it, the term weights (Compiler::terms order), in backend memory.
+  kern::StepScalars* step = nullptr;
+  float* weights = nullptr;
+  float* ring = nullptr;           // backend memory: kLossRing scalar blocks
 
+  // A forward pass: the forward steps, then the record of its scalars. A training step:
+  // step_begin, the forward and backward steps, the optimizer update, the record.
   std::vector<Launch> eval_launches, train_launches;
+  std::unique_ptr<Backend::Captured> captured;  // the training step as a CUDA graph
+  int eager_steps = 0;
   // One per bound step whose op resolves plans (GEMMs, convolutions): filled by the step's first
   // launch, reused by every later one (kernels/ops.hpp, OpCache). Stable addresses: the launches
   // hold pointers to them.
   std::vector<std::unique_ptr<kern::OpCache>> caches;
-  std::int64_t updates = 0;
-  // The step number random ops draw with: the update being computed during train_step, the
-  // updates so far during forward. Launches read it when they run.
-  std::uint64_t rng_step = 0;
-  // The run-time weights of the scalar terms (Compiler::terms order); launches read them.
-  std::vector<float> term_weight;
-
-  float* ring = nullptr;           // pinned host: kLossRing × n_scalars
-  std::int64_t ring_pending = 0;   // steps copied into the ring, not yet drained
-  std::vector<float> drained;      // forced drains land here
+  std::int64_t updates = 0;       // the host's count of optimizer updates (the block's `updates`)
+  std::int64_t recorded = 0;      // scalar blocks recorded into the ring
+  std::int64_t read_upto = 0;     // ... of which the host has read this many
+  std::vector<float> drained;     // losses read from the ring, not yet handed out
 
   ~Impl() {
     if (!be) return;
@@ -87,7 +94,8 @@ struct Executor::Impl {
     be->free(m);
     be->free(v);
     be->free(scalars);
-    be->free_host(ring);
+    be->free(step);
+    be->free(ring);
   }
 
   std::vector<Buf>& bufs() { return comp->bufs(); }
@@ -114,7 +122,12 @@ struct Executor::Impl {
   void allocate();
   void init_params();
   void bind();
-  void record_losses();
+  // Before a launch sequence that records: reads the ring when it is full.
+  void make_room();
+  // Reads the ring's unread blocks (synchronises) and appends their losses to `drained`.
+  void read_ring();
+  // A small stream-ordered write of host values into backend memory (the step block's fields).
+  void put(void* dst, const void* src, std::size_t bytes) { be->copy_to_device(dst, src, bytes); }
 };
 
 void Executor::Impl::plan() {
@@ -193,7 +206,19 @@ void Executor::Impl::allocate() {
   const std::size_t sbytes = static_cast<std::size_t>(std::max(n_scalars, 1)) * sizeof(float);
   scalars = static_cast<float*>(be->alloc(sbytes));
   be->memset(scalars, 0, sbytes);
-  ring = static_cast<float*>(be->alloc_host(static_cast<std::size_t>(kLossRing) * sbytes));
+  ring = static_cast<float*>(be->alloc(static_cast<std::size_t>(kLossRing) * sbytes));
+  // The step block, then one weight per term, initialised from the options and the graph.
+  const std::size_t nterms = comp->terms().size();
+  step = static_cast<kern::StepScalars*>(be->alloc(sizeof(kern::StepScalars) + nterms * sizeof(float)));
+  weights = reinterpret_cast<float*>(step + 1);
+  kern::StepScalars s;
+  s.lr = opt.optimizer.lr;
+  s.beta1 = opt.optimizer.beta1;
+  s.beta2 = opt.optimizer.beta2;
+  put(step, &s, sizeof s);
+  std::vector<float> w;
+  for (const detail::Node* t : comp->terms()) w.push_back(t->weight);
+  put(weights, w.data(), w.size() * sizeof(float));
 }
 
 void Executor::Impl::init_params() {
@@ -225,26 +250,49 @@ void Executor::Impl::init_params() {
 }
 
 void Executor::Impl::bind() {
-  for (const detail::Node* t : comp->terms()) term_weight.push_back(t->weight);
-  Binder::Env env{&be->ops(), &be->ctx(), opt.seed, &rng_step, term_weight.data(),
+  const kern::OpTable* ops = &be->ops();
+  const kern::Context* ctx = &be->ctx();
+  Binder::Env env{ops, ctx, opt.seed, step, weights,
                   [this] { return caches.emplace_back(std::make_unique<kern::OpCache>()).get(); },
                   [this](int b) { return ptr(b); }};
+  if (opt.training) {
+    kern::StepBegin sb;
+    sb.s = step;
+    train_launches.push_back([ops, ctx, sb] { ops->step_begin(*ctx, sb); });
+  }
   for (const Step& s : comp->steps()) {
     if (opt.training) train_launches.push_back(s.bind(Binder(s, *comp, env, true)));
     if (!s.backward) eval_launches.push_back(s.bind(Binder(s, *comp, env, false)));
   }
+  if (opt.training) {
+    const OptimizerConfig& o = opt.optimizer;
+    kern::OptimizerStep a;
+    a.param = params, a.grad = grads, a.m = m, a.v = v;
+    a.n = n_param_floats, a.n_decay = n_decay;
+    a.kind = to_kern(o.type);
+    a.lr = o.lr, a.beta1 = o.beta1, a.beta2 = o.beta2, a.eps = o.eps;
+    a.weight_decay = o.weight_decay, a.l1 = o.l1, a.momentum = o.momentum, a.nesterov = o.nesterov;
+    a.at = step;  // the learning rate and bias corrections of the update being made
+    train_launches.push_back([ops, ctx, a] { ops->optimizer_step(*ctx, a); });
+  }
+  if (n_scalars == 0) return;
+  kern::RecordScalars r;
+  r.src = scalars, r.ring = ring, r.s = step, r.n = n_scalars, r.capacity = static_cast<int>(kLossRing);
+  const Launch record = [ops, ctx, r] { ops->record_scalars(*ctx, r); };
+  eval_launches.push_back(record);
+  if (opt.training) train_launches.push_back(record);
 }
 
-void Executor::Impl::record_losses() {
-  if (n_scalars == 0) return;
-  if (ring_pending == kLossRing) {
-    // The ring is full: move it to the host list (a synchronisation between steps, every 1024).
-    be->synchronize();
-    for (std::int64_t s = 0; s < ring_pending; ++s) drained.push_back(loss_of(ring + s * n_scalars));
-    ring_pending = 0;
-  }
-  be->copy_to_host_async(ring + ring_pending * n_scalars, scalars, static_cast<std::size_t>(n_scalars) * sizeof(float));
-  ++ring_pending;
+void Executor::Impl::make_room() {
+  if (n_scalars > 0 && recorded - read_upto == kLossRing) read_ring();  // every 1024 steps at most
+}
+
+void Executor::Impl::read_ring() {
+  if (recorded == read_upto) return;
+  std::vector<float> host(static_cast<std::size_t>(kLossRing * n_scalars));
+  be->copy_to_host(host.data(), ring, host.size() * sizeof(float));
+  for (std::int64_t k = read_upto; k < recorded; ++k) drained.push_back(loss_of(host.data() + (k % kLossRing) * n_scalars));
+  read_upto = recorded;
 }
 
 Executor::Executor(const Graph& graph, const ExecutorOptions& options) : impl_(std::make_unique<Impl>()) {
@@ -268,7 +316,11 @@ Device Executor::device() const { return impl_->opt.device; }
 const Graph& Executor::graph() const { return impl_->graph; }
 const MemoryReport& Executor::memory() const { return impl_->mem; }
 std::int64_t Executor::step() const { return impl_->updates; }
-void Executor::set_learning_rate(float lr) { impl_->opt.optimizer.lr = lr; }
+void Executor::set_learning_rate(float lr) {
+  CUAE_CHECK(std::isfinite(lr) && lr >= 0.0f, "set_learning_rate: the learning rate must be finite and >= 0");
+  impl_->opt.optimizer.lr = lr;
+  impl_->put(&impl_->step->lr, &lr, sizeof lr);
+}
 void Executor::synchronize() { impl_->be->synchronize(); }
 
 static int input_index(const Graph& g, const std::string& name) {
@@ -320,9 +372,11 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
 void Executor::forward() { forward_at(static_cast<std::uint64_t>(impl_->updates)); }
 
 void Executor::forward_at(std::uint64_t random_step) {
-  impl_->rng_step = random_step;
-  for (auto& f : impl_->eval_launches) f();
-  impl_->record_losses();
+  Impl& I = *impl_;
+  I.put(&I.step->rng_step, &random_step, sizeof random_step);
+  I.make_room();
+  for (auto& f : I.eval_launches) f();
+  if (I.n_scalars > 0) ++I.recorded;
 }
 
 void Executor::set_term_weight(const std::string& node, float weight) {
@@ -331,7 +385,7 @@ void Executor::set_term_weight(const std::string& node, float weight) {
   for (std::size_t i = 0; i < terms.size(); ++i) {
     if (terms[i]->name != node) continue;
     CUAE_CHECK(std::isfinite(weight) && weight >= 0.0f, "set_term_weight(\"" + node + "\"): weight must be >= 0");
-    I.term_weight[i] = weight;
+    I.put(I.weights + i, &weight, sizeof weight);
     return;
   }
   throw Error("set_term_weight: the graph has no node \"" + node + "\" that is a loss or penalty term");
@@ -340,39 +394,29 @@ void Executor::set_term_weight(const std::string& node, float weight) {
 void Executor::train_step() {
   Impl& I = *impl_;
   CUAE_CHECK(I.opt.training, "train_step() on an executor built for inference (ExecutorOptions::training = false)");
-  I.rng_step = static_cast<std::uint64_t>(I.updates + 1);
-  for (auto& f : I.train_launches) f();
+  I.make_room();
+  const auto run = [&I] {
+    for (auto& f : I.train_launches) f();
+  };
+  if (I.opt.device != Device::CUDA || !I.opt.cuda_graph) {
+    run();
+  } else if (I.captured) {
+    I.be->replay(*I.captured);
+  } else if (I.eager_steps == 0) {
+    run();  // the first step resolves every plan (cuBLASLt, cuDNN) outside any capture
+    ++I.eager_steps;
+  } else {
+    I.captured = I.be->capture(run);
+    I.be->replay(*I.captured);
+  }
   ++I.updates;
-  const OptimizerConfig& o = I.opt.optimizer;
-  kern::OptimizerStep a;
-  a.param = I.params;
-  a.grad = I.grads;
-  a.m = I.m;
-  a.v = I.v;
-  a.n = I.n_param_floats;
-  a.n_decay = I.n_decay;
-  a.kind = to_kern(o.type);
-  a.lr = o.lr;
-  a.beta1 = o.beta1;
-  a.beta2 = o.beta2;
-  a.eps = o.eps;
-  a.weight_decay = o.weight_decay;
-  a.l1 = o.l1;
-  a.momentum = o.momentum;
-  a.nesterov = o.nesterov;
-  a.step = I.updates;
-  I.be->ops().optimizer_step(I.be->ctx(), a);
-  I.record_losses();
+  if (I.n_scalars > 0) ++I.recorded;
 }
 
 std::vector<float> Executor::drain_losses() {
   Impl& I = *impl_;
-  I.be->synchronize();
-  std::vector<float> out = std::move(I.drained);
-  I.drained.clear();
-  for (std::int64_t s = 0; s < I.ring_pending; ++s) out.push_back(I.loss_of(I.ring + s * I.n_scalars));
-  I.ring_pending = 0;
-  return out;
+  I.read_ring();
+  return std::exchange(I.drained, {});
 }
 
 float Executor::last_loss() {
@@ -461,6 +505,7 @@ void Executor::load(const std::map<std::string, Tensor>& tensors, std::int64_t s
     if (I.v && tensors.count("opt.v." + values[i].name)) put("opt.v." + values[i].name, I.buf(static_cast<int>(i)).shape, I.v + I.buf(static_cast<int>(i)).offset);
   }
   I.updates = step;
+  I.put(&I.step->updates, &step, sizeof step);  // Adam's t and the random step continue from here
   I.be->synchronize();
 }
 

@@ -60,6 +60,8 @@ class TableReader {
     }
   }
 
+  bool has(const char* key) const { return t_ && t_->get(key) != nullptr; }
+
   // A key read by other means (an array of tables), so finish() does not report it.
   void mark(const char* key) { seen_.insert(key); }
 
@@ -360,7 +362,21 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("epochs", c.train.epochs);
     r.get("seed", c.train.seed);
     r.get("device", c.train.device);
-    r.get("tf32", c.train.tf32);
+    r.get("precision", c.train.precision);
+    if (c.train.precision != "fp32" && c.train.precision != "tf32")
+      r.fail("precision", "expected fp32 or tf32, got \"" + c.train.precision + "\"");
+    {
+      // The key before `precision`: still read, so older configs and checkpoints load unchanged.
+      bool tf32 = false;
+      const bool given = r.has("tf32");
+      r.get("tf32", tf32);
+      if (given) {
+        if (r.has("precision") && (c.train.precision == "tf32") != tf32)
+          r.fail("tf32", "contradicts precision = \"" + c.train.precision + "\"; keep only precision");
+        c.train.precision = tf32 ? "tf32" : "fp32";
+      }
+    }
+    r.get("cuda_graph", c.train.cuda_graph);
     r.get("max_train", c.train.max_train);
     r.get("log_every", c.train.log_every);
     r.get("validation", c.train.validation);
@@ -495,7 +511,8 @@ std::string to_toml(const Config& c) {
                             {"epochs", c.train.epochs},
                             {"seed", static_cast<std::int64_t>(c.train.seed)},
                             {"device", c.train.device},
-                            {"tf32", c.train.tf32},
+                            {"precision", c.train.precision},
+                            {"cuda_graph", c.train.cuda_graph},
                             {"max_train", c.train.max_train},
                             {"log_every", c.train.log_every},
                             {"validation", c.train.validation},

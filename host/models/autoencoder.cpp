@@ -70,7 +70,8 @@ struct Autoencoder::State {
     o.training = training;
     o.optimizer = cfg.optimizer;
     o.seed = cfg.train.seed;
-    o.tf32 = cfg.train.tf32;
+    o.tf32 = cfg.train.precision == "tf32";
+    o.cuda_graph = cfg.train.cuda_graph;
     return o;
   }
 

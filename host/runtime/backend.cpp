@@ -119,6 +119,38 @@ void Backend::memset(void* dst, int value, std::size_t bytes) {
   CUAE_CUDA_CHECK(cudaMemsetAsync(dst, value, bytes, static_cast<cudaStream_t>(ctx_.stream)));
 }
 
+Backend::Captured::~Captured() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+}
+
+std::unique_ptr<Backend::Captured> Backend::capture(const std::function<void()>& enqueue) {
+  CUAE_CHECK(device_ == Device::CUDA, "capturing launches needs the CUDA backend");
+  auto s = static_cast<cudaStream_t>(ctx_.stream);
+  // Thread-local mode: a call from this thread that would synchronise or allocate during the
+  // capture is an error instead of a silent break in the graph.
+  CUAE_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t g = nullptr;
+  try {
+    enqueue();
+  } catch (...) {
+    cudaStreamEndCapture(s, &g);  // leaves the stream usable; the partial graph is dropped
+    if (g) cudaGraphDestroy(g);
+    throw;
+  }
+  CUAE_CUDA_CHECK(cudaStreamEndCapture(s, &g));
+  std::unique_ptr<Captured> c(new Captured());
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  CUAE_CUDA_CHECK(e);
+  c->exec_ = exec;
+  return c;
+}
+
+void Backend::replay(const Captured& c) {
+  CUAE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(c.exec_), static_cast<cudaStream_t>(ctx_.stream)));
+}
+
 void Backend::mark() {
   if (device_ == Device::CUDA)
     CUAE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), static_cast<cudaStream_t>(ctx_.stream)));

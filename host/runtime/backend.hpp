@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 
 #include "cuae/tensor.hpp"
@@ -41,6 +42,24 @@ class Backend {
   void copy_to_host_async(void* dst, const void* src, std::size_t bytes);
   // Blocks until everything enqueued so far has run.
   void synchronize();
+  // A sequence of launches recorded once and replayed as a unit (a CUDA graph of this backend's
+  // stream). capture() records what enqueue() enqueues without running it; replay() runs it again,
+  // with the pointers it was recorded with (the values behind them are read at replay time).
+  // CUDA only.
+  class Captured {
+   public:
+    ~Captured();
+    Captured(const Captured&) = delete;
+    Captured& operator=(const Captured&) = delete;
+
+   private:
+    friend class Backend;
+    Captured() = default;
+    void* exec_ = nullptr;  // cudaGraphExec_t
+  };
+  std::unique_ptr<Captured> capture(const std::function<void()>& enqueue);
+  void replay(const Captured& c);
+
   // Marks the point reached on the stream so far; wait_mark() blocks until the stream has passed it
   // (e.g. a host-to-device copy has read its source, so the host buffer may be refilled) without
   // waiting for work enqueued after the mark.

@@ -78,7 +78,11 @@
 //   epochs = 10
 //   seed = 1
 //   device = "auto"               # auto | cuda | cpu
-//   tf32 = false                  # CUDA: TF32 tensor cores for fp32 GEMMs
+//   precision = "fp32"            # fp32 | tf32 (CUDA: TF32 tensor cores in the fp32 GEMMs and
+//                                 # convolutions, ~1e-3 relative error; the CPU computes fp32).
+//                                 # The older key tf32 = true|false is read as tf32|fp32.
+//   cuda_graph = true             # CUDA: capture the whole training step once per batch shape and
+//                                 # replay it (false: launch every kernel eagerly, for debugging)
 //   max_train = 0                 # use only the first N training images (0 = all)
 //   log_every = 50                # steps between progress lines
 //   validation = 0.0              # fraction of the training images held out (from the end) to
@@ -206,7 +210,8 @@ struct CUAE_API TrainConfig {
   int epochs = 10;
   std::uint64_t seed = 1;
   std::string device = "auto";
-  bool tf32 = false;
+  std::string precision = "fp32";  // "fp32" | "tf32"
+  bool cuda_graph = true;
   std::int64_t max_train = 0;
   int log_every = 50;
   double validation = 0.0;

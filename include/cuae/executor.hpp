@@ -4,8 +4,10 @@
 // activation, gradient and workspace in one arena by liveness and reports the peak, (3) puts
 // parameters, gradients and optimizer state in flat buffers so the update is one launch, and
 // (4) binds every op to its pointers. After that a step is a fixed list of launches: no
-// allocation, and no host synchronisation inside a step (losses are copied back asynchronously
-// and read with drain_losses()/last_loss()).
+// allocation, no host synchronisation and no value passed per step (the step counter, learning
+// rate, bias corrections and term weights live in a small block in backend memory that the kernels
+// read), so on CUDA the whole step is captured once as a CUDA graph and replayed. Each step's loss
+// terms are recorded into a ring in backend memory and read with drain_losses()/last_loss().
 #pragma once
 
 #include <cstdint>
@@ -38,7 +40,11 @@ struct CUAE_API ExecutorOptions {
   bool training = false;       // derive backward + optimizer; otherwise forward only
   OptimizerConfig optimizer;
   std::uint64_t seed = 1;      // parameter initialisation and the random ops' streams
-  bool tf32 = false;           // CUDA: allow TF32 tensor cores in fp32 GEMMs
+  bool tf32 = false;           // CUDA: allow TF32 tensor cores in fp32 GEMMs and convolutions
+  // CUDA: train_step() runs the whole step (forward, backward, update, loss record) as one CUDA
+  // graph, captured at the second step (the first runs eagerly and resolves every plan) and
+  // replayed from then on. false: every launch is enqueued one by one (debugging, profiling).
+  bool cuda_graph = true;
 };
 
 // Memory plan summary.

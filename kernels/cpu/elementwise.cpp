@@ -5,6 +5,7 @@
 #include "kernels/act_math.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cpu {
@@ -19,6 +20,7 @@ void loss(const Context&, const Loss& a) {
   validate(a);
   // The sum runs in double: a float sum over a million terms would carry ~1e-4 relative error,
   // more than the GPU's tree reduction, and the oracle must be the more accurate side.
+  const float scale = TermFactor{1.0f, a.weight_at, a.scale}.per();
   double sum = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : sum) if (a.count >= kParallelMin)
   for (std::int64_t i = 0; i < a.count; ++i) {
@@ -26,11 +28,11 @@ void loss(const Context&, const Loss& a) {
     loss_elem(a.kind, a.pred[i], a.target[i], value, grad);
     sum += value;
     if (a.grad) {
-      const float g = a.scale * grad;
+      const float g = scale * grad;
       a.grad[i] = a.acc_grad ? a.grad[i] + g : g;
     }
   }
-  a.loss[0] = static_cast<float>(static_cast<double>(a.scale) * sum);
+  a.loss[0] = static_cast<float>(static_cast<double>(scale) * sum);
 }
 
 }  // namespace cuae::kern::cpu

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cpu {
@@ -16,6 +17,7 @@ inline float l1_term(float l1, float p) { return p > 0.0f ? l1 : (p < 0.0f ? -l1
 
 void optimizer_step(const Context&, const OptimizerStep& a) {
   validate(a);
+  const float lr = a.at ? a.at->lr : a.lr;
   if (a.kind == OptKind::SGD) {
     const float mu = a.momentum;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
@@ -27,15 +29,15 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
       const float vel = a.v ? mu * a.v[i] + g : g;
       if (a.v) a.v[i] = vel;
       const float update = a.nesterov ? g + mu * vel : vel;
-      a.param[i] -= a.lr * update;
+      a.param[i] -= lr * update;
     }
     return;
   }
 
   // Adam / AdamW. The bias corrections are per-step constants: computed once, in double, so
   // 1 - beta^step keeps its digits when beta2 = 0.999 and step is small.
-  const float bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
-  const float bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
+  const float bc1 = a.at ? a.at->bias1 : bias_correction(a.beta1, a.step);
+  const float bc2 = a.at ? a.at->bias2 : bias_correction(a.beta2, a.step);
   const bool decoupled = a.kind == OptKind::AdamW;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
   for (std::int64_t i = 0; i < a.n; ++i) {
@@ -50,10 +52,10 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
     a.v[i] = v;
     const float mhat = m / bc1;
     const float vhat = v / bc2;
-    float next = p - a.lr * mhat / (std::sqrt(vhat) + a.eps);
+    float next = p - lr * mhat / (std::sqrt(vhat) + a.eps);
     // AdamW's decay is decoupled from the moments and uses the parameter as it was before this
     // step, as PyTorch does (p·(1 − lr·wd) − lr·m̂/(√v̂+ε)).
-    if (decoupled) next -= a.lr * wd * p;
+    if (decoupled) next -= lr * wd * p;
     a.param[i] = next;
   }
 }

@@ -6,6 +6,7 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/penalty_math.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cpu {
@@ -13,7 +14,8 @@ namespace cuae::kern::cpu {
 void activity_penalty(const Context&, const ActivityPenalty& a) {
   validate(a);
   const std::int64_t m = a.m, n = a.n, count = m * n;
-  const float per = a.weight / static_cast<float>(a.m);
+  const TermFactor tf{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)};
+  const float per = tf.per();
   if (a.kind == PenaltyKind::L1) {
     double sum = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : sum) if (count >= kParallelMin)
@@ -40,7 +42,7 @@ void activity_penalty(const Context&, const ActivityPenalty& a) {
     value += kl_bernoulli(a.rho, r);
     factor[static_cast<std::size_t>(j)] = per * kl_bernoulli_grad(a.rho, r);
   }
-  a.loss[0] = static_cast<float>(static_cast<double>(a.weight) * value);
+  a.loss[0] = static_cast<float>(static_cast<double>(tf.w()) * value);
   if (!a.grad) return;
 #pragma omp parallel for schedule(static) if (count >= kParallelMin)
   for (std::int64_t i = 0; i < m; ++i)
@@ -61,7 +63,7 @@ void contractive_penalty(const Context&, const ContractivePenalty& a) {
     for (std::int64_t l = 0; l < k; ++l) acc += static_cast<double>(a.w[j * k + l]) * a.w[j * k + l];
     s[j] = static_cast<float>(acc);
   }
-  const float per = a.weight / static_cast<float>(a.m);
+  const float per = TermFactor{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)}.per();
   std::vector<double> colg(static_cast<std::size_t>(n), 0.0);
   double value = 0.0;
   for (std::int64_t i = 0; i < m; ++i)

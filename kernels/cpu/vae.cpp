@@ -20,6 +20,7 @@
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/vae_validate.hpp"
 
 namespace cuae::kern::cpu {
@@ -63,7 +64,8 @@ void reparameterize(const Context&, const Reparameterize& a) {
       for (std::int64_t j = 0; j < d; ++j) a.z[i * d + j] = a.stats[i * 2 * d + j];
     return;
   }
-  for_each_normal(m, d, a.seed, a.step, [&](std::int64_t e, std::int64_t i, std::int64_t j, float n) {
+  const std::uint64_t step = step_of(a.step, a.step_at);
+  for_each_normal(m, d, a.seed, step, [&](std::int64_t e, std::int64_t i, std::int64_t j, float n) {
     const float* row = a.stats + i * 2 * d;
     const float sigma = std::exp(0.5f * row[d + j]);
     a.z[e] = row[j] + sigma * n;
@@ -74,7 +76,8 @@ void reparameterize(const Context&, const Reparameterize& a) {
 void reparameterize_backward(const Context&, const ReparameterizeBackward& a) {
   validate(a);
   const std::int64_t d = a.d;
-  for_each_normal(a.m, d, a.seed, a.step, [&](std::int64_t e, std::int64_t i, std::int64_t j, float n) {
+  const std::uint64_t step = step_of(a.step, a.step_at);
+  for_each_normal(a.m, d, a.seed, step, [&](std::int64_t e, std::int64_t i, std::int64_t j, float n) {
     const float* row = a.stats + i * 2 * d;
     float* out = a.dstats + i * 2 * d;
     const float dz = a.dz[e];
@@ -88,7 +91,7 @@ void reparameterize_backward(const Context&, const ReparameterizeBackward& a) {
 void gaussian_kl(const Context&, const GaussianKL& a) {
   validate(a);
   const std::int64_t m = a.m, d = a.d;
-  const double per = static_cast<double>(a.weight) / static_cast<double>(a.m);
+  const double per = TermFactor{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)}.per();
   std::vector<double> kl(static_cast<std::size_t>(m));
   // Rows in parallel; each row's sum runs over j in order, and the rows are added in order below,
   // so the value does not depend on the thread count.

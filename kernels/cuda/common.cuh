@@ -56,6 +56,13 @@ void dispatch_act(Act a, F&& f) {
   ::cuae::fail_at(__FILE__, __LINE__, "unknown activation " + std::to_string(static_cast<int>(a)));
 }
 
+// Calls f(std::bool_constant<b>{}) for the run-time flag b (a kernel template per flag value).
+template <class F>
+void dispatch_bool(bool b, F&& f) {
+  if (b) f(std::true_type{});
+  else f(std::false_type{});
+}
+
 template <class F>
 void dispatch_loss(LossKind k, F&& f) {
   switch (k) {

@@ -24,6 +24,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cuda {
@@ -83,8 +84,9 @@ __device__ __forceinline__ void loss_one(float p, float t, float* grad, std::int
 
 template <LossKind K, bool kGrad>
 __global__ void __launch_bounds__(kThreads) loss_partial_kernel(const float* pred, const float* target, float* grad,
-                                                                std::int64_t count, float scale, bool acc_grad,
+                                                                std::int64_t count, TermFactor sf, bool acc_grad,
                                                                 bool vec, double* partials) {
+  const float scale = sf.per();  // the loss's weight is read now when it lives in the step block
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t tid = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   double sum = 0.0;
@@ -129,18 +131,19 @@ void loss_cuda(const Context& ctx, const Loss& a, const reduce::Scratch& sc, cud
   if (want > 65535) want = 65535;
   const int grid = static_cast<int>(want);
   double* partials = sc.p;
+  const TermFactor sf{1.0f, a.weight_at, a.scale};  // scale·weight, as the CPU reference forms it
   launch::dispatch_loss(a.kind, [&](auto k) {
     constexpr LossKind K = decltype(k)::value;
     if (want_grad)
-      loss_partial_kernel<K, true><<<grid, kThreads, 0, stream>>>(a.pred, a.target, a.grad, a.count, a.scale,
+      loss_partial_kernel<K, true><<<grid, kThreads, 0, stream>>>(a.pred, a.target, a.grad, a.count, sf,
                                                                   a.acc_grad, vec, partials);
     else
-      loss_partial_kernel<K, false><<<grid, kThreads, 0, stream>>>(a.pred, a.target, nullptr, a.count, a.scale,
+      loss_partial_kernel<K, false><<<grid, kThreads, 0, stream>>>(a.pred, a.target, nullptr, a.count, sf,
                                                                    false, vec, partials);
   });
   CUAE_CUDA_LAUNCH_CHECK();
   // The scale is applied once, to the double total, as the CPU reference does.
-  reduce::final_sum_cuda(partials, grid, static_cast<double>(a.scale), a.loss, stream);
+  reduce::final_sum_cuda(partials, grid, sf, a.loss, stream);
 }
 
 }  // namespace

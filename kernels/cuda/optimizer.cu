@@ -10,9 +10,10 @@
 // momentum 20 B, without 12 B. The deep autoencoder's 2.8 M parameters are 79 MB for Adam, ~26 µs
 // at ~3 TB/s: the step is bandwidth-bound, ~10 FLOPs and one sqrt per parameter.
 //
-// The bias corrections 1 − β^t are computed on the host in double from a.step (as the CPU
-// reference does) and passed as arguments, so no kernel ever evaluates pow and a CUDA graph that
-// captured this launch must be re-captured (or its parameters updated) when the step changes.
+// The learning rate and the bias corrections 1 − β^t come either from the arguments (computed on
+// the host in double from a.step, as the CPU reference does) or, when a.at is set, from the step
+// block in device memory, read by each thread when the kernel runs: then a CUDA graph that captured
+// this launch replays every later step with that step's values (step_begin writes them).
 // The update formulas mirror kernels/cpu/optimizer.cpp line for line; results differ only where
 // nvcc contracts a multiply-add into an FMA (about one ulp). AdamW decays with the parameter as it
 // was before the step (PyTorch's order). Weights (i < n_decay) also get the L1 penalty's
@@ -23,6 +24,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/ops.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cuda {
@@ -36,6 +38,7 @@ struct OptArgs {
   float lr, beta1, beta2, eps, wd, l1, momentum;
   float bc1, bc2;  // 1 − β1^t and 1 − β2^t (Adam/AdamW only)
   bool nesterov;
+  const StepScalars* at;  // when set: lr, bc1, bc2 are read from here
 };
 
 // The L1 penalty's subgradient λ₁·sign(p), 0 at p = 0 (and for a NaN p, as on the CPU).
@@ -76,6 +79,11 @@ __device__ __forceinline__ void update_one(float& p, float g, float& m, float& v
 template <OptKind K, bool kState>
 __global__ void __launch_bounds__(kThreads) optimizer_kernel(float* param, const float* grad, float* m, float* v,
                                                              OptArgs o, bool vec) {
+  if (o.at) {
+    o.lr = o.at->lr;
+    o.bc1 = o.at->bias1;
+    o.bc2 = o.at->bias2;
+  }
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t tid = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   // Adam needs m and v; SGD keeps its velocity in v and never touches m.
@@ -121,8 +129,9 @@ void optimizer_cuda(const Context& ctx, const OptimizerStep& a, cudaStream_t str
   o.l1 = a.l1;
   o.momentum = a.momentum;
   o.nesterov = a.nesterov;
-  o.bc1 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta1), static_cast<double>(a.step)));
-  o.bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(a.beta2), static_cast<double>(a.step)));
+  o.bc1 = bias_correction(a.beta1, a.step);
+  o.bc2 = bias_correction(a.beta2, a.step);
+  o.at = a.at;
 
   const bool sgd = a.kind == OptKind::SGD;
   // SGD with momentum 0 may come without a velocity buffer; with one it is still updated (v = g'),

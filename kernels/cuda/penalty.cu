@@ -55,6 +55,7 @@
 #include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/penalty_math.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 namespace cuae::kern::cuda {
@@ -142,7 +143,8 @@ __device__ __forceinline__ double column_tree(double v, const TileThread& t) {
 
 template <bool kGrad>
 __global__ void __launch_bounds__(kThreads) l1_partial_kernel(const float* h, float* grad, std::int64_t count,
-                                                              float per, bool acc, bool vec, double* parts) {
+                                                              TermFactor scale, bool acc, bool vec, double* parts) {
+  const float per = scale.per();  // weight/m, the weight read now when it lives in the step block
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t tid = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   double sum = 0.0;
@@ -179,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) l1_partial_kernel(const float* h, fl
 
 void l1_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t count = static_cast<std::int64_t>(a.m) * a.n;
-  const float per = a.weight / static_cast<float>(a.m);
+  const TermFactor per{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)};  // as the CPU reference
   const bool vec = launch::aligned16(a.h) && (!a.grad || launch::aligned16(a.grad));
   std::int64_t grid = launch::grid_for(ctx, vec ? ceil_div(count, 4) : count, kThreads, 2);
   grid = min64(grid, min64(kMaxParts * 4, sc.cap));
@@ -189,7 +191,7 @@ void l1_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cu
   else
     l1_partial_kernel<false><<<g, kThreads, 0, stream>>>(a.h, nullptr, count, per, false, vec, sc.p);
   CUAE_CUDA_LAUNCH_CHECK();
-  reduce::final_sum_cuda(sc.p, g, static_cast<double>(per), a.loss, stream);
+  reduce::final_sum_cuda(sc.p, g, per, a.loss, stream);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,9 +249,10 @@ __global__ void __launch_bounds__(kThreads) kl_finish_kernel(const double* parti
 // value w·Σ kl_parts.
 template <bool kGrad>
 __global__ void __launch_bounds__(kThreads) kl_grad_kernel(const float* rho_hat, float* grad, int m, int n, int shift,
-                                                           unsigned rows, float rho, float per, bool acc,
-                                                           const double* kl_parts, int nparts, double weight,
-                                                           float* loss) {
+                                                           unsigned rows, float rho, TermFactor scale, bool acc,
+                                                           const double* kl_parts, int nparts, float* loss) {
+  const float per = scale.per();
+  const double weight = scale.w();
   if constexpr (kGrad) {
     const TileThread t = tile_thread(shift, static_cast<unsigned>(m), rows);
     const unsigned un = static_cast<unsigned>(n);
@@ -266,7 +269,7 @@ __global__ void __launch_bounds__(kThreads) kl_grad_kernel(const float* rho_hat,
 
 void kl_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t m = a.m, n = a.n;
-  const float per = a.weight / static_cast<float>(a.m);
+  const TermFactor per{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)};  // as the CPU reference
   // Scratch: [0, nparts) the finish kernel's block sums, then chunks·n column partials if they fit.
   const int nparts = static_cast<int>(min64(min64(ceil_div(n, kThreads), kMaxParts), sc.cap));
   double* kl_parts = sc.p;
@@ -282,15 +285,14 @@ void kl_cuda(const Context& ctx, const ActivityPenalty& a, const Scratch& sc, cu
   kl_finish_kernel<<<nparts, kThreads, 0, stream>>>(partial, static_cast<int>(ct.chunks), a.m, a.n, a.rho, a.rho_hat,
                                                     kl_parts);
   CUAE_CUDA_LAUNCH_CHECK();
-  const double weight = static_cast<double>(a.weight);
   if (a.grad) {
     // A plain write pass: more blocks than the reduction, no scratch limit on the chunks.
     const ColTiling gt = col_tiling(m, n, static_cast<std::int64_t>(launch::sm_count(ctx)) * 16, 65535);
     kl_grad_kernel<true><<<dim3(gt.col_tiles, gt.chunks), kThreads, 0, stream>>>(
-        a.rho_hat, a.grad, a.m, a.n, gt.shift, gt.rows, a.rho, per, a.acc_grad, kl_parts, nparts, weight, a.loss);
+        a.rho_hat, a.grad, a.m, a.n, gt.shift, gt.rows, a.rho, per, a.acc_grad, kl_parts, nparts, a.loss);
   } else {
     kl_grad_kernel<false><<<1, kThreads, 0, stream>>>(a.rho_hat, nullptr, a.m, a.n, 5, 1, a.rho, per, false, kl_parts,
-                                                      nparts, weight, a.loss);
+                                                      nparts, a.loss);
   }
   CUAE_CUDA_LAUNCH_CHECK();
 }
@@ -322,7 +324,8 @@ __global__ void __launch_bounds__(kThreads) row_norm_kernel(const float* w, int 
 template <Act A, bool kGradH>
 __global__ void __launch_bounds__(kThreads)
     contractive_pass_kernel(const float* h, const float* s, float* grad_h, int m, int n, int shift, unsigned rows,
-                            float slope, float per, bool acc, double* partial, float* g_direct) {
+                            float slope, TermFactor scale, bool acc, double* partial, float* g_direct) {
+  const float per = scale.per();
   const TileThread t = tile_thread(shift, static_cast<unsigned>(m), rows);
   const unsigned un = static_cast<unsigned>(n);
   double gs = 0.0;
@@ -366,7 +369,8 @@ __global__ void __launch_bounds__(kThreads)
 template <bool kGradW>
 __global__ void __launch_bounds__(kThreads)
     contractive_finish_kernel(const float* w, float* s, float* G, const double* partial, int chunks, int n, int k,
-                              bool have_s, float per, bool acc, float* grad_w, double* parts) {
+                              bool have_s, TermFactor scale, bool acc, float* grad_w, double* parts) {
+  const float per = scale.per();
   const unsigned lane = threadIdx.x & 31u;
   const unsigned un = static_cast<unsigned>(n), uk = static_cast<unsigned>(k);
   const unsigned nwarps = gridDim.x * kWarps;
@@ -413,7 +417,7 @@ __global__ void __launch_bounds__(kThreads)
 
 void contractive_cuda(const Context& ctx, const ContractivePenalty& a, const Scratch& sc, cudaStream_t stream) {
   const std::int64_t m = a.m, n = a.n;
-  const float per = a.weight / static_cast<float>(a.m);
+  const TermFactor per{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)};  // as the CPU reference
   float* s = a.ws;
   float* G = a.ws + n;
   const int sms = launch::sm_count(ctx);
@@ -453,7 +457,7 @@ void contractive_cuda(const Context& ctx, const ContractivePenalty& a, const Scr
     contractive_finish_kernel<false><<<nparts, kThreads, 0, stream>>>(a.w, s, G, partial, chunks, a.n, a.k, want_gh,
                                                                       per, false, nullptr, parts);
   CUAE_CUDA_LAUNCH_CHECK();
-  reduce::final_sum_cuda(parts, nparts, static_cast<double>(per), a.loss, stream);
+  reduce::final_sum_cuda(parts, nparts, per, a.loss, stream);
 }
 
 }  // namespace

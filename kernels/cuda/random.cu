@@ -30,6 +30,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/validate.hpp"
 
 // The Gaussian noise must use the precise logf/sinf/cosf: the fast intrinsics that --use_fast_math
@@ -96,8 +97,9 @@ struct DropoutMask {
 // iteration. y may equal x: every element is read before the same thread writes it.
 template <class F, bool kAcc>
 __global__ void __launch_bounds__(kThreads) philox_map_kernel(const float* x, float* y, std::int64_t count,
-                                                              std::uint64_t seed, std::uint64_t step, bool vec,
-                                                              F f) {
+                                                              std::uint64_t seed, std::uint64_t step,
+                                                              const std::uint64_t* step_at, bool vec, F f) {
+  step = step_of(step, step_at);  // the step block's, read when the kernel runs, when given
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   const std::int64_t groups = (count + 3) / 4;
   for (std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups;
@@ -138,10 +140,10 @@ __global__ void __launch_bounds__(kThreads) philox_map_kernel(const float* x, fl
 
 template <bool kAcc, class F>
 void philox_map_cuda(const Context& ctx, const float* x, float* y, std::int64_t count, std::uint64_t seed,
-                     std::uint64_t step, const F& f, cudaStream_t stream) {
+                     std::uint64_t step, const std::uint64_t* step_at, const F& f, cudaStream_t stream) {
   const bool vec = launch::aligned16(x) && launch::aligned16(y);
   const int grid = launch::grid_for(ctx, (count + 3) / 4, kThreads);
-  philox_map_kernel<F, kAcc><<<grid, kThreads, 0, stream>>>(x, y, count, seed, step, vec, f);
+  philox_map_kernel<F, kAcc><<<grid, kThreads, 0, stream>>>(x, y, count, seed, step, step_at, vec, f);
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
@@ -152,14 +154,14 @@ void corrupt(const Context& ctx, const Corrupt& a) {
   const cudaStream_t stream = launch::stream_of(ctx);
   switch (a.kind) {
     case NoiseKind::Mask:
-      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, MaskNoise{a.level}, stream);
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, a.step_at, MaskNoise{a.level}, stream);
       return;
     case NoiseKind::SaltPepper:
-      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step,
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, a.step_at,
                              SaltPepperNoise{0.5f * a.level, a.level, a.lo, a.hi}, stream);
       return;
     case NoiseKind::Gaussian:
-      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, GaussianNoise{a.level}, stream);
+      philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, a.step_at, GaussianNoise{a.level}, stream);
       return;
   }
 }
@@ -167,15 +169,16 @@ void corrupt(const Context& ctx, const Corrupt& a) {
 void dropout_forward(const Context& ctx, const Dropout& a) {
   validate(a);
   const float scale = 1.0f / (1.0f - a.p);  // the CPU reference's expression, so the same float
-  philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, DropoutMask{a.p, scale}, launch::stream_of(ctx));
+  philox_map_cuda<false>(ctx, a.x, a.y, a.count, a.seed, a.step, a.step_at, DropoutMask{a.p, scale},
+                         launch::stream_of(ctx));
 }
 
 void dropout_backward(const Context& ctx, const DropoutBackward& a) {
   validate(a);
   const float scale = 1.0f / (1.0f - a.p);
   const DropoutMask f{a.p, scale};
-  if (a.acc_dx) philox_map_cuda<true>(ctx, a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
-  else philox_map_cuda<false>(ctx, a.dy, a.dx, a.count, a.seed, a.step, f, launch::stream_of(ctx));
+  if (a.acc_dx) philox_map_cuda<true>(ctx, a.dy, a.dx, a.count, a.seed, a.step, a.step_at, f, launch::stream_of(ctx));
+  else philox_map_cuda<false>(ctx, a.dy, a.dx, a.count, a.seed, a.step, a.step_at, f, launch::stream_of(ctx));
 }
 
 }  // namespace cuae::kern::cuda

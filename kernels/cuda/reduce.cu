@@ -9,9 +9,9 @@ namespace cuae::kern::cuda::reduce {
 
 namespace {
 
-__global__ void __launch_bounds__(kThreads) final_sum_kernel(const double* parts, int nparts, double scale,
+__global__ void __launch_bounds__(kThreads) final_sum_kernel(const double* parts, int nparts, TermFactor scale,
                                                              float* out) {
-  sum_parts(parts, nparts, scale, out);
+  sum_parts(parts, nparts, static_cast<double>(scale.per()), out);
 }
 
 }  // namespace
@@ -24,7 +24,7 @@ Scratch scratch_of(const Context& ctx, const char* op) {
   return {reinterpret_cast<double*>(ctx.scratch), cap};
 }
 
-void final_sum_cuda(const double* parts, int nparts, double scale, float* out, cudaStream_t stream) {
+void final_sum_cuda(const double* parts, int nparts, TermFactor scale, float* out, cudaStream_t stream) {
   final_sum_kernel<<<1, kThreads, 0, stream>>>(parts, nparts, scale, out);
   CUAE_CUDA_LAUNCH_CHECK();
 }

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/ops.hpp"
+#include "kernels/step_math.hpp"
 
 namespace cuae::kern::cuda::reduce {
 
@@ -55,7 +56,8 @@ __device__ __forceinline__ void sum_parts(const double* parts, int nparts, doubl
   if (threadIdx.x == 0) out[0] = static_cast<float>(scale * total);
 }
 
-// Enqueues one block that writes out[0] = scale · Σ parts[0..nparts) (sum_parts).
-void final_sum_cuda(const double* parts, int nparts, double scale, float* out, cudaStream_t stream);
+// Enqueues one block that writes out[0] = scale.per() · Σ parts[0..nparts) (sum_parts); the factor
+// is formed when the kernel runs, so a term weight in backend memory is read then.
+void final_sum_cuda(const double* parts, int nparts, TermFactor scale, float* out, cudaStream_t stream);
 
 }  // namespace cuae::kern::cuda::reduce

@@ -57,6 +57,7 @@
 #include "kernels/cuda/reduce.cuh"
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
+#include "kernels/step_math.hpp"
 #include "kernels/vae_validate.hpp"
 
 // The noise must use the precise logf/sinf/cosf (see kernels/cuda/random.cu), and expf must stay
@@ -97,7 +98,9 @@ __device__ __forceinline__ float lv_grad_of(float dz, float lv, float n) {
 template <bool kEps, bool kVec>
 __global__ void __launch_bounds__(kThreads) reparam_kernel(const float* __restrict__ stats, float* __restrict__ z,
                                                            float* __restrict__ eps, unsigned d, unsigned count,
-                                                           std::uint64_t seed, std::uint64_t step) {
+                                                           std::uint64_t seed, std::uint64_t step,
+                                                           const std::uint64_t* step_at) {
+  step = step_of(step, step_at);
   const std::int64_t groups = (static_cast<std::int64_t>(count) + 3) / 4;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
@@ -131,7 +134,9 @@ __global__ void __launch_bounds__(kThreads) reparam_kernel(const float* __restri
 template <bool kAcc, bool kVec>
 __global__ void __launch_bounds__(kThreads)
     reparam_backward_kernel(const float* __restrict__ dz, const float* __restrict__ stats, float* __restrict__ dstats,
-                            unsigned d, unsigned count, std::uint64_t seed, std::uint64_t step) {
+                            unsigned d, unsigned count, std::uint64_t seed, std::uint64_t step,
+                            const std::uint64_t* step_at) {
+  step = step_of(step, step_at);
   const std::int64_t groups = (static_cast<std::int64_t>(count) + 3) / 4;
   const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
   for (std::int64_t g = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
@@ -189,11 +194,16 @@ __global__ void __launch_bounds__(kThreads)
 template <bool kGrad>
 __global__ void __launch_bounds__(kThreads) kl_rows_kernel(const float* __restrict__ stats, float* __restrict__ grad,
                                                            float* __restrict__ per_row, unsigned m, unsigned d,
-                                                           int shift, double per, bool acc, double* parts,
+                                                           int shift, TermFactor scale, bool acc, double* parts,
                                                            float* loss) {
   const unsigned lane = threadIdx.x & 31u;
   const unsigned L = 1u << shift, R = 32u >> shift;
   const unsigned sub = lane & (L - 1u), seg = lane >> shift;
+  // weight/m, the weight read now when it lives in the step block. Kept in shared memory: a value
+  // live across the expm1 calls would be spilled (ptxas keeps the call's registers free).
+  __shared__ double per_sh;
+  if (threadIdx.x == 0) per_sh = scale.per();
+  __syncthreads();
   const unsigned warp = (blockIdx.x * kThreads + threadIdx.x) >> 5;
   const unsigned nwarps = gridDim.x * kWarps;
   double mine = 0.0;  // Σ kl_i over this lane's rows (lanes with sub == 0 only)
@@ -209,6 +219,7 @@ __global__ void __launch_bounds__(kThreads) kl_rows_kernel(const float* __restri
         const double em1 = expm1(lv);
         s += (lv - em1) - mu * mu;  // 1 + lv − exp(lv) − μ²
         if constexpr (kGrad) {
+          const double per = per_sh;
           const float gm = static_cast<float>(per * mu);
           const float gl = static_cast<float>(per * 0.5 * em1);
           float* out = grad + i * 2u * d;
@@ -233,7 +244,7 @@ __global__ void __launch_bounds__(kThreads) kl_rows_kernel(const float* __restri
   }
   const double total = reduce::block_sum(mine);
   if (threadIdx.x == 0) {
-    if (gridDim.x == 1) loss[0] = static_cast<float>(per * total);
+    if (gridDim.x == 1) loss[0] = static_cast<float>(per_sh * total);
     else parts[blockIdx.x] = total;
   }
 }
@@ -251,13 +262,12 @@ void reparameterize_cuda(const Context& ctx, const Reparameterize& a, cudaStream
                    (!a.eps || launch::aligned16(a.eps));
   const int grid = launch::grid_for(ctx, (static_cast<std::int64_t>(count) + 3) / 4, kThreads);
   const unsigned ud = static_cast<unsigned>(a.d);
-  if (a.eps) {
-    if (vec) reparam_kernel<true, true><<<grid, kThreads, 0, stream>>>(a.stats, a.z, a.eps, ud, count, a.seed, a.step);
-    else reparam_kernel<true, false><<<grid, kThreads, 0, stream>>>(a.stats, a.z, a.eps, ud, count, a.seed, a.step);
-  } else {
-    if (vec) reparam_kernel<false, true><<<grid, kThreads, 0, stream>>>(a.stats, a.z, nullptr, ud, count, a.seed, a.step);
-    else reparam_kernel<false, false><<<grid, kThreads, 0, stream>>>(a.stats, a.z, nullptr, ud, count, a.seed, a.step);
-  }
+  launch::dispatch_bool(a.eps != nullptr, [&](auto with_eps) {
+    launch::dispatch_bool(vec, [&](auto v) {
+      reparam_kernel<decltype(with_eps)::value, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
+          a.stats, a.z, a.eps, ud, count, a.seed, a.step, a.step_at);
+    });
+  });
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
@@ -267,17 +277,12 @@ void reparameterize_backward_cuda(const Context& ctx, const ReparameterizeBackwa
                    launch::aligned16(a.dstats);
   const int grid = launch::grid_for(ctx, (static_cast<std::int64_t>(count) + 3) / 4, kThreads);
   const unsigned ud = static_cast<unsigned>(a.d);
-  if (a.acc) {
-    if (vec)
-      reparam_backward_kernel<true, true><<<grid, kThreads, 0, stream>>>(a.dz, a.stats, a.dstats, ud, count, a.seed, a.step);
-    else
-      reparam_backward_kernel<true, false><<<grid, kThreads, 0, stream>>>(a.dz, a.stats, a.dstats, ud, count, a.seed, a.step);
-  } else {
-    if (vec)
-      reparam_backward_kernel<false, true><<<grid, kThreads, 0, stream>>>(a.dz, a.stats, a.dstats, ud, count, a.seed, a.step);
-    else
-      reparam_backward_kernel<false, false><<<grid, kThreads, 0, stream>>>(a.dz, a.stats, a.dstats, ud, count, a.seed, a.step);
-  }
+  launch::dispatch_bool(a.acc, [&](auto acc) {
+    launch::dispatch_bool(vec, [&](auto v) {
+      reparam_backward_kernel<decltype(acc)::value, decltype(v)::value><<<grid, kThreads, 0, stream>>>(
+          a.dz, a.stats, a.dstats, ud, count, a.seed, a.step, a.step_at);
+    });
+  });
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
@@ -291,7 +296,7 @@ void gaussian_kl_cuda(const Context& ctx, const GaussianKL& a, const reduce::Scr
   std::int64_t grid = launch::grid_for(ctx, warps * 32, kThreads);
   if (grid > reduce::kMaxParts) grid = reduce::kMaxParts;
   if (grid > sc.cap) grid = sc.cap;
-  const double per = static_cast<double>(a.weight) / static_cast<double>(a.m);
+  const TermFactor per{a.weight, a.weight_at, 1.0f / static_cast<float>(a.m)};  // as the CPU reference
   const int g = static_cast<int>(grid);
   const unsigned um = static_cast<unsigned>(a.m), ud = static_cast<unsigned>(a.d);
   if (a.grad)

@@ -30,15 +30,11 @@ class LossDesc final : public NodeDesc {
       a.grad = b.ptr("dpred"), a.acc_grad = b.acc("dpred");
       a.count = shape_numel(ps);
       a.kind = to_kern(at.type);
-      // Mean: over every element; SumPerSample: over the samples of the batch.
+      // Mean: over every element; SumPerSample: over the samples of the batch. The term's weight
+      // multiplies this scale when the op runs.
       const double denom = at.reduction == Reduction::Mean ? static_cast<double>(a.count) : static_cast<double>(ps[0]);
-      const float* w = b.weight();
-      const auto fn = b.ops().loss;
-      const kern::Context* ctx = &b.ctx();
-      return Launch([fn, ctx, a, w, denom]() mutable {
-        a.scale = static_cast<float>(*w / denom);
-        fn(*ctx, a);
-      });
+      a.scale = static_cast<float>(1.0 / denom);
+      return b.launch_weighted(&kern::OpTable::loss, a);
     };
   }
 };
