@@ -77,6 +77,7 @@ struct StepScalars {
   float lr = 0.0f;             // the learning rate of the update being made
   float beta1 = 0.9f, beta2 = 0.999f;  // Adam's decay rates (constant; step_begin reads them)
   float bias1 = 1.0f, bias2 = 1.0f;    // 1 − β1^t, 1 − β2^t of the update being made
+  float momentum = 0.0f;               // SGD's momentum μ (a schedule may change it between steps)
 };
 
 // Starts a training step: updates += 1, rng_step = updates, bias1 = 1 − β1^updates and
@@ -216,8 +217,8 @@ struct OptimizerStep {
   float momentum = 0.0f;
   bool nesterov = false;
   std::int64_t step = 1;
-  // When set, lr and the bias corrections are read from here when the op runs (lr, bias1, bias2:
-  // step_begin's), instead of lr and 1 − β^step.
+  // When set, lr, momentum and the bias corrections are read from here when the op runs (lr,
+  // momentum, bias1, bias2: step_begin's), instead of lr, momentum and 1 − β^step.
   const StepScalars* at = nullptr;
 };
 

@@ -160,6 +160,7 @@ std::pair<std::vector<float>, std::vector<float>> run_both(Backend& be, const Po
   s.rng_step = 11;
   s.updates = 11;
   s.lr = 0.05f;
+  s.momentum = 0.6f;
   // Adam's corrections of update 11 as OptimizerStep forms them from its step (1 − β^t in double).
   s.bias1 = static_cast<float>(1.0 - std::pow(static_cast<double>(0.9f), 11.0));
   s.bias2 = static_cast<float>(1.0 - std::pow(static_cast<double>(0.999f), 11.0));
@@ -240,6 +241,16 @@ std::vector<PointerRun> pointer_runs() {
     if (p) a.at = reinterpret_cast<const StepScalars*>(blk);
     t.optimizer_step(c, a);
   });
+  add("optimizer_step_sgd_momentum", kMN, 2 * kMN,
+      [=](const OpTable& t, const Context& c, float* in, float* out, float* blk, bool p) {
+        OptimizerStep a;
+        a.grad = in, a.param = out, a.v = out + kMN;
+        a.n = kMN, a.n_decay = kMN / 2, a.kind = OptKind::SGD, a.weight_decay = 0.01f, a.nesterov = true;
+        a.lr = p ? 9.0f : 0.05f;
+        a.momentum = p ? 0.1f : 0.6f;
+        if (p) a.at = reinterpret_cast<const StepScalars*>(blk);
+        t.optimizer_step(c, a);
+      });
   return v;
 }
 

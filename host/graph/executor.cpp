@@ -2,10 +2,11 @@
 // descriptor in host/graph/nodes), its memory planned, its steps bound to kernel-table calls, and
 // the step loop.
 //
-// Parameters, their gradients and the optimizer moments are flat buffers with identical layouts,
-// weights (decayed) first and biases after, so the optimizer is one launch over [0, n) with decay on
-// [0, n_decay). Every activation, gradient and workspace lives in one arena placed by liveness over
-// the step order (host/graph/planner). The scalar terms' values live in one small block that a
+// Parameters live in a ParameterStore (host/graph/parameter_store.hpp), shared by the executors of
+// one model; a training executor's gradients and moments mirror the store's flat segments
+// (host/graph/optimizer.hpp), so the update is one launch per segment. Every activation, gradient
+// and workspace lives in one arena placed by liveness over the step order (host/graph/planner).
+// The scalar terms' values live in one small block that a
 // record_scalars launch appends, once per step, to a ring of kLossRing blocks in backend memory;
 // the host reads the ring when asked (or when it is full). The step block (kern::StepScalars: the
 // random step, Adam's t and bias corrections, the learning rate) and the term weights live in
@@ -15,37 +16,19 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <utility>
 
 #include "host/graph/compiler.hpp"
+#include "host/graph/optimizer.hpp"
+#include "host/graph/parameter_store.hpp"
 #include "host/graph/planner.hpp"
 #include "host/runtime/backend.hpp"
 
 namespace cuae {
 
-const char* optimizer_name(OptimizerType t) {
-  switch (t) {
-    case OptimizerType::SGD: return "sgd";
-    case OptimizerType::Adam: return "adam";
-    case OptimizerType::AdamW: return "adamw";
-  }
-  return "?";
-}
-
-OptimizerType parse_optimizer(const std::string& s) {
-  if (s == "sgd") return OptimizerType::SGD;
-  if (s == "adam") return OptimizerType::Adam;
-  if (s == "adamw") return OptimizerType::AdamW;
-  throw Error("unknown optimizer \"" + s + "\" (expected sgd, adam or adamw)");
-}
-
 namespace {
 
-constexpr std::size_t kParamAlignFloats = 64;  // 256 B: vector loads and cuBLASLt alignment
 constexpr std::int64_t kLossRing = 1024;       // steps of losses kept in backend memory before a forced drain
-
-kern::OptKind to_kern(OptimizerType o) { return static_cast<kern::OptKind>(static_cast<int>(o)); }
 
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
 
@@ -54,18 +37,17 @@ std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a;
 struct Executor::Impl {
   Graph graph;
   ExecutorOptions opt;
-  std::unique_ptr<Backend> be;
+  std::shared_ptr<ParameterStore> store;
+  Backend* be = nullptr;              // the store's: every executor of a store shares its stream
   std::unique_ptr<Compiler> comp;
+  std::unique_ptr<Optimizer> optimizer;  // training
   MemoryReport mem;
 
   char* arena = nullptr;
-  float* params = nullptr;
-  float* grads = nullptr;
-  float* m = nullptr;
-  float* v = nullptr;
   float* scalars = nullptr;
-  std::int64_t n_param_floats = 0, n_decay = 0;
   int n_scalars = 0;
+  std::vector<int> entry_of;          // graph value -> its parameter's store entry, or -1
+  std::vector<float*> fixed;          // parameter and gradient buffers -> their memory
   // The step block and, after it, the term weights (Compiler::terms order), in backend memory.
   kern::StepScalars* step = nullptr;
   float* weights = nullptr;
@@ -89,10 +71,6 @@ struct Executor::Impl {
     if (!be) return;
     be->synchronize();
     be->free(arena);
-    be->free(params);
-    be->free(grads);
-    be->free(m);
-    be->free(v);
     be->free(scalars);
     be->free(step);
     be->free(ring);
@@ -105,8 +83,8 @@ struct Executor::Impl {
     const Buf& x = buf(comp->root_of(b));
     switch (x.where) {
       case Where::Arena: return reinterpret_cast<float*>(arena + x.offset);
-      case Where::Param: return params + x.offset;
-      case Where::Grad: return grads + x.offset;
+      case Where::Param:
+      case Where::Grad: return fixed[static_cast<std::size_t>(comp->root_of(b))];
       case Where::Scalar: return scalars + x.offset;
     }
     return nullptr;
@@ -120,8 +98,14 @@ struct Executor::Impl {
 
   void plan();
   void allocate();
-  void init_params();
   void bind();
+  // The parameters of the graph, in graph order, with their store entries.
+  template <class F>
+  void each_param(F f) const {
+    const auto& values = graph.values();
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (entry_of[i] >= 0) f(values[i].name, static_cast<int>(i), entry_of[i]);
+  }
   // Before a launch sequence that records: reads the ring when it is full.
   void make_room();
   // Reads the ring's unread blocks (synchronises) and appends their losses to `drained`.
@@ -146,21 +130,16 @@ void Executor::Impl::plan() {
   }
   std::vector<graph::PlanItem> items;
   std::vector<int> item_buf;
-  std::size_t param_floats = 0, decay_floats = 0;
-  // Parameters: decayed ones first so that decay applies to one prefix of the flat buffer.
-  const auto& values = graph.values();
+  // Parameters and their gradients: the store's memory and the optimizer's.
+  entry_of = store->impl().attach(graph, opt.seed);
+  if (opt.training) optimizer = std::make_unique<Optimizer>(store->impl(), entry_of, opt.optimizer);
+  fixed.assign(bs.size(), nullptr);
   const auto& grad_of = comp->grad_of();
-  for (int pass = 0; pass < 2; ++pass) {
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (values[i].kind != Graph::ValueKind::Param || values[i].decay != (pass == 0)) continue;
-      bs[i].offset = param_floats;
-      if (grad_of[i] >= 0) bs[static_cast<std::size_t>(grad_of[i])].offset = param_floats;
-      param_floats += round_up(static_cast<std::size_t>(bs[i].numel), kParamAlignFloats);
-    }
-    if (pass == 0) decay_floats = param_floats;
-  }
-  n_param_floats = static_cast<std::int64_t>(param_floats);
-  n_decay = static_cast<std::int64_t>(decay_floats);
+  each_param([&](const std::string&, int i, int e) {
+    fixed[static_cast<std::size_t>(i)] = store->impl().ptr(e);
+    mem.param_bytes += static_cast<std::size_t>(store->impl().entries[static_cast<std::size_t>(e)].span) * sizeof(float);
+    if (optimizer && grad_of[static_cast<std::size_t>(i)] >= 0) fixed[static_cast<std::size_t>(grad_of[static_cast<std::size_t>(i)])] = optimizer->grad(e);
+  });
   for (std::size_t i = 0; i < bs.size(); ++i) {
     Buf& b = bs[i];
     if (b.where == Where::Scalar) {
@@ -183,26 +162,13 @@ void Executor::Impl::plan() {
   for (std::size_t k = 0; k < items.size(); ++k) bs[static_cast<std::size_t>(item_buf[k])].offset = ap.offsets[k];
   mem.arena_bytes = ap.peak;
   mem.values_planned = static_cast<int>(items.size());
-  mem.param_bytes = param_floats * sizeof(float);
+  // Gradients and the moments (SGD keeps one: its velocity).
   const int copies = opt.training ? (opt.optimizer.type == OptimizerType::SGD ? 2 : 3) : 0;
-  mem.state_bytes = mem.param_bytes * static_cast<std::size_t>(copies);
+  if (optimizer) mem.state_bytes = static_cast<std::size_t>(optimizer->floats()) * sizeof(float) * static_cast<std::size_t>(copies);
 }
 
 void Executor::Impl::allocate() {
   arena = static_cast<char*>(be->alloc(mem.arena_bytes));
-  const std::size_t pbytes = static_cast<std::size_t>(n_param_floats) * sizeof(float);
-  params = static_cast<float*>(be->alloc(pbytes));
-  if (opt.training) {
-    grads = static_cast<float*>(be->alloc(pbytes));
-    be->memset(grads, 0, pbytes);  // padding and unused parameters keep a zero gradient
-    // SGD keeps its velocity in v; Adam/AdamW keep both moments.
-    v = static_cast<float*>(be->alloc(pbytes));
-    be->memset(v, 0, pbytes);
-    if (opt.optimizer.type != OptimizerType::SGD) {
-      m = static_cast<float*>(be->alloc(pbytes));
-      be->memset(m, 0, pbytes);
-    }
-  }
   const std::size_t sbytes = static_cast<std::size_t>(std::max(n_scalars, 1)) * sizeof(float);
   scalars = static_cast<float*>(be->alloc(sbytes));
   be->memset(scalars, 0, sbytes);
@@ -215,38 +181,11 @@ void Executor::Impl::allocate() {
   s.lr = opt.optimizer.lr;
   s.beta1 = opt.optimizer.beta1;
   s.beta2 = opt.optimizer.beta2;
+  s.momentum = opt.optimizer.momentum;
   put(step, &s, sizeof s);
   std::vector<float> w;
   for (const detail::Node* t : comp->terms()) w.push_back(t->weight);
   put(weights, w.data(), w.size() * sizeof(float));
-}
-
-void Executor::Impl::init_params() {
-  std::vector<float> host(static_cast<std::size_t>(n_param_floats), 0.0f);
-  const auto& values = graph.values();
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    const auto& vi = values[i];
-    if (vi.kind != Graph::ValueKind::Param) continue;
-    // Seeded by (seed, name): adding a layer does not change the others' initial values.
-    std::mt19937_64 rng(name_hash(vi.name, 0xcbf29ce484222325ull ^ (opt.seed * 0x9e3779b97f4a7c15ull)));
-    float* dst = host.data() + bufs()[i].offset;
-    const auto n = static_cast<std::size_t>(bufs()[i].numel);
-    switch (vi.init.kind) {
-      case Init::Kind::Zeros: break;
-      case Init::Kind::Constant: std::fill(dst, dst + n, vi.init.a); break;
-      case Init::Kind::Uniform: {
-        std::uniform_real_distribution<float> d(-vi.init.a, vi.init.a);
-        for (std::size_t j = 0; j < n; ++j) dst[j] = d(rng);
-        break;
-      }
-      case Init::Kind::Normal: {
-        std::normal_distribution<float> d(0.0f, vi.init.a);
-        for (std::size_t j = 0; j < n; ++j) dst[j] = d(rng);
-        break;
-      }
-    }
-  }
-  be->copy_to_device(params, host.data(), host.size() * sizeof(float));
 }
 
 void Executor::Impl::bind() {
@@ -264,17 +203,7 @@ void Executor::Impl::bind() {
     if (opt.training) train_launches.push_back(s.bind(Binder(s, *comp, env, true)));
     if (!s.backward) eval_launches.push_back(s.bind(Binder(s, *comp, env, false)));
   }
-  if (opt.training) {
-    const OptimizerConfig& o = opt.optimizer;
-    kern::OptimizerStep a;
-    a.param = params, a.grad = grads, a.m = m, a.v = v;
-    a.n = n_param_floats, a.n_decay = n_decay;
-    a.kind = to_kern(o.type);
-    a.lr = o.lr, a.beta1 = o.beta1, a.beta2 = o.beta2, a.eps = o.eps;
-    a.weight_decay = o.weight_decay, a.l1 = o.l1, a.momentum = o.momentum, a.nesterov = o.nesterov;
-    a.at = step;  // the learning rate and bias corrections of the update being made
-    train_launches.push_back([ops, ctx, a] { ops->optimizer_step(*ctx, a); });
-  }
+  if (optimizer) optimizer->bind(*be, step, train_launches);
   if (n_scalars == 0) return;
   kern::RecordScalars r;
   r.src = scalars, r.ring = ring, r.s = step, r.n = n_scalars, r.capacity = static_cast<int>(kLossRing);
@@ -295,18 +224,25 @@ void Executor::Impl::read_ring() {
   read_upto = recorded;
 }
 
-Executor::Executor(const Graph& graph, const ExecutorOptions& options) : impl_(std::make_unique<Impl>()) {
+Executor::Executor(const Graph& graph, const ExecutorOptions& options, std::shared_ptr<ParameterStore> store)
+    : impl_(std::make_unique<Impl>()) {
   Impl& I = *impl_;
   I.graph = graph;
   I.opt = options;
-  I.be = std::make_unique<Backend>(options.device);
-  I.be->ctx().tf32 = options.tf32;
+  I.store = store ? std::move(store) : std::make_shared<ParameterStore>(options.device);
+  CUAE_CHECK(I.store->device() == options.device, std::string("the executor runs on ") + device_name(options.device) +
+                                                      " but its parameter store lives on " + device_name(I.store->device()));
+  ParameterStore::Impl& S = I.store->impl();
+  I.be = &S.be;
+  if (S.executors == 0) I.be->ctx().tf32 = options.tf32;
+  CUAE_CHECK(I.be->ctx().tf32 == options.tf32, "executors sharing a parameter store share its precision (tf32 is " +
+                                                   std::string(I.be->ctx().tf32 ? "on" : "off") + " there)");
   I.comp = std::make_unique<Compiler>(I.graph, options.training, *I.be);
   I.comp->compile();
   I.plan();
   I.allocate();
-  I.init_params();
   I.bind();
+  ++S.executors;
   I.be->synchronize();
 }
 
@@ -316,10 +252,16 @@ Device Executor::device() const { return impl_->opt.device; }
 const Graph& Executor::graph() const { return impl_->graph; }
 const MemoryReport& Executor::memory() const { return impl_->mem; }
 std::int64_t Executor::step() const { return impl_->updates; }
+const std::shared_ptr<ParameterStore>& Executor::store() const { return impl_->store; }
 void Executor::set_learning_rate(float lr) {
   CUAE_CHECK(std::isfinite(lr) && lr >= 0.0f, "set_learning_rate: the learning rate must be finite and >= 0");
   impl_->opt.optimizer.lr = lr;
   impl_->put(&impl_->step->lr, &lr, sizeof lr);
+}
+void Executor::set_momentum(float momentum) {
+  CUAE_CHECK(std::isfinite(momentum) && momentum >= 0.0f && momentum < 1.0f, "set_momentum: the momentum must be in [0, 1)");
+  impl_->opt.optimizer.momentum = momentum;
+  impl_->put(&impl_->step->momentum, &momentum, sizeof momentum);
 }
 void Executor::synchronize() { impl_->be->synchronize(); }
 
@@ -446,46 +388,41 @@ Tensor Executor::read(const std::string& name) {
 
 std::vector<std::pair<std::string, Tensor>> Executor::parameters() {
   std::vector<std::pair<std::string, Tensor>> out;
-  const auto& values = impl_->graph.values();
-  for (std::size_t i = 0; i < values.size(); ++i)
-    if (values[i].kind == Graph::ValueKind::Param) out.emplace_back(values[i].name, read(Value{static_cast<int>(i)}));
+  impl_->each_param([&](const std::string& name, int, int) { out.emplace_back(name, impl_->store->read(name)); });
   return out;
 }
+
+namespace {
+Tensor download(Backend& be, const Shape& shape, const float* src) {
+  Tensor t(shape);
+  be.copy_to_host(t.data(), src, t.nbytes());
+  return t;
+}
+}  // namespace
 
 std::vector<std::pair<std::string, Tensor>> Executor::gradients() {
   Impl& I = *impl_;
   CUAE_CHECK(I.opt.training, "gradients() on an executor built for inference");
   std::vector<std::pair<std::string, Tensor>> out;
-  const auto& values = I.graph.values();
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (values[i].kind != Graph::ValueKind::Param) continue;
-    Tensor t(I.buf(static_cast<int>(i)).shape);
-    I.be->copy_to_host(t.data(), I.grads + I.buf(static_cast<int>(i)).offset, t.nbytes());
-    out.emplace_back(values[i].name, t);
-  }
+  I.each_param([&](const std::string& name, int i, int e) { out.emplace_back(name, download(*I.be, I.buf(i).shape, I.optimizer->grad(e))); });
   return out;
 }
 
 std::vector<std::pair<std::string, Tensor>> Executor::optimizer_state() {
   Impl& I = *impl_;
   std::vector<std::pair<std::string, Tensor>> out;
-  if (!I.opt.training) return out;
-  const auto& values = I.graph.values();
-  for (const auto& [prefix, buf] : {std::pair<const char*, float*>{"opt.m.", I.m}, {"opt.v.", I.v}}) {
-    if (!buf) continue;
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      if (values[i].kind != Graph::ValueKind::Param) continue;
-      Tensor t(I.buf(static_cast<int>(i)).shape);
-      I.be->copy_to_host(t.data(), buf + I.buf(static_cast<int>(i)).offset, t.nbytes());
-      out.emplace_back(prefix + values[i].name, t);
-    }
+  if (!I.optimizer) return out;
+  for (const char* prefix : {"opt.m.", "opt.v."}) {
+    I.each_param([&](const std::string& name, int i, int e) {
+      const float* src = prefix[4] == 'm' ? I.optimizer->m(e) : I.optimizer->v(e);
+      if (src) out.emplace_back(prefix + name, download(*I.be, I.buf(i).shape, src));
+    });
   }
   return out;
 }
 
 void Executor::load(const std::map<std::string, Tensor>& tensors, std::int64_t step) {
   Impl& I = *impl_;
-  const auto& values = I.graph.values();
   auto put = [&](const std::string& name, const Shape& shape, float* dst) {
     auto it = tensors.find(name);
     CUAE_CHECK(it != tensors.end(), "checkpoint has no tensor \"" + name + "\"");
@@ -495,15 +432,16 @@ void Executor::load(const std::map<std::string, Tensor>& tensors, std::int64_t s
     const Tensor host = it->second.device() == Device::CPU ? it->second : it->second.to(Device::CPU);
     I.be->copy_to_device(dst, host.data(), host.nbytes());
   };
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (values[i].kind != Graph::ValueKind::Param) continue;
-    put(values[i].name, I.buf(static_cast<int>(i)).shape, I.params + I.buf(static_cast<int>(i)).offset);
-    if (!I.opt.training) continue;
+  I.each_param([&](const std::string& name, int i, int e) {
+    put(name, I.buf(i).shape, I.store->impl().ptr(e));
+    if (!I.optimizer) return;
     // Optimizer state is optional: a checkpoint from another optimizer (or a fresh fine-tune)
     // starts the moments at zero.
-    if (I.m && tensors.count("opt.m." + values[i].name)) put("opt.m." + values[i].name, I.buf(static_cast<int>(i)).shape, I.m + I.buf(static_cast<int>(i)).offset);
-    if (I.v && tensors.count("opt.v." + values[i].name)) put("opt.v." + values[i].name, I.buf(static_cast<int>(i)).shape, I.v + I.buf(static_cast<int>(i)).offset);
-  }
+    for (const char* prefix : {"opt.m.", "opt.v."}) {
+      float* dst = prefix[4] == 'm' ? I.optimizer->m(e) : I.optimizer->v(e);
+      if (dst && tensors.count(prefix + name)) put(prefix + name, I.buf(i).shape, dst);
+    }
+  });
   I.updates = step;
   I.put(&I.step->updates, &step, sizeof step);  // Adam's t and the random step continue from here
   I.be->synchronize();

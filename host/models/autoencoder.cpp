@@ -1,5 +1,6 @@
-// Autoencoder: owns the training executor (created on the first train()), builds inference
-// executors on demand, and moves weights between them through host tensors.
+// Autoencoder: owns the model's parameter store, the training executor (created on the first
+// train()) and the inference executors it builds on demand, all on that one store: evaluation
+// during and after training reads the weights the last step wrote, with no copy.
 #include "cuae/autoencoder.hpp"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "cuae/images.hpp"
 #include "cuae/safetensors.hpp"
+#include "host/graph/parameter_store.hpp"
 #include "kernels/ops.hpp"
 
 namespace cuae {
@@ -23,46 +25,25 @@ using Clock = std::chrono::steady_clock;
 struct Autoencoder::State {
   Config cfg;
   Device device = Device::CPU;
+  std::shared_ptr<ParameterStore> store;         // made with the first executor
   std::unique_ptr<Executor> trainer;
   std::unique_ptr<Executor> infer;              // batch kInferBatch (or smaller for tiny inputs)
   std::int64_t infer_batch = 0;
-  bool infer_stale = true;
-  std::map<std::string, Tensor> loaded;          // checkpoint tensors until a trainer takes them
+  // A checkpoint's tensors until the trainer takes them: each executor made before it loads the
+  // parameters, the trainer also the optimizer state.
+  std::map<std::string, Tensor> loaded;
   std::int64_t loaded_step = 0;
   int epochs_done = 0;
   DeepAutoencoderGraph infer_graph;
   int infer_jacobian = -1;                       // encoder layer whose ‖J‖² the inference graph computes
   // Executors of the other inference graphs (GraphMode::Sampled, GraphMode::Decode), built on
-  // demand and refreshed from the current weights like `infer`.
+  // demand.
   struct Aux {
     std::unique_ptr<Executor> ex;
     DeepAutoencoderGraph graph;
     std::int64_t batch = 0;
-    bool stale = true;
   };
   std::map<int, Aux> aux;
-
-  // The weights changed: every inference executor reloads them before its next use.
-  void touch() {
-    infer_stale = true;
-    for (auto& [k, a] : aux) a.stale = true;
-  }
-
-  Aux& auxiliary(GraphMode mode, std::int64_t batch) {
-    Aux& a = aux[static_cast<int>(mode)];
-    if (!a.ex || a.batch != batch) {
-      a.graph = build_autoencoder(cfg, batch, mode);
-      a.ex = std::make_unique<Executor>(a.graph.graph, options(false));
-      a.batch = batch;
-      a.stale = true;
-    }
-    if (a.stale) {
-      auto t = current_tensors();
-      if (!t.empty()) a.ex->load(t);
-      a.stale = false;
-    }
-    return a;
-  }
 
   ExecutorOptions options(bool training) const {
     ExecutorOptions o;
@@ -75,8 +56,30 @@ struct Autoencoder::State {
     return o;
   }
 
-  std::map<std::string, Tensor> current_tensors() {
-    if (!trainer) return loaded;
+  // An executor on the model's store. The store is laid out by the training graph whatever
+  // executor comes first, so the trainer updates it in one launch.
+  std::unique_ptr<Executor> make(const Graph& graph, bool training) {
+    if (!store) {
+      store = std::make_shared<ParameterStore>(device);
+      store->impl().attach(build_autoencoder(cfg, cfg.train.batch_size, GraphMode::Train).graph, cfg.train.seed);
+    }
+    auto ex = std::make_unique<Executor>(graph, options(training), store);
+    if (!trainer && !loaded.empty()) ex->load(loaded, loaded_step);
+    return ex;
+  }
+
+  Aux& auxiliary(GraphMode mode, std::int64_t batch) {
+    Aux& a = aux[static_cast<int>(mode)];
+    if (!a.ex || a.batch != batch) {
+      a.graph = build_autoencoder(cfg, batch, mode);
+      a.ex = make(a.graph.graph, false);
+      a.batch = batch;
+    }
+    return a;
+  }
+
+  // The trainer's parameters and optimizer state (early stopping's best epoch).
+  std::map<std::string, Tensor> snapshot() {
     std::map<std::string, Tensor> t;
     for (auto& [k, v] : trainer->parameters()) t[k] = v;
     for (auto& [k, v] : trainer->optimizer_state()) t[k] = v;
@@ -85,18 +88,11 @@ struct Autoencoder::State {
 
   Executor& inference(std::int64_t batch, int jacobian_layer = -1) {
     if (!infer || infer_batch != batch || infer_jacobian != jacobian_layer) {
+      infer.reset();
       infer_graph = build_autoencoder(cfg, batch, GraphMode::Infer, jacobian_layer);
       infer_jacobian = jacobian_layer;
-      infer = std::make_unique<Executor>(infer_graph.graph, options(false));
+      infer = make(infer_graph.graph, false);
       infer_batch = batch;
-      infer_stale = true;
-    }
-    if (infer_stale) {
-      auto t = current_tensors();
-      // Fresh model with no checkpoint: the inference executor initialised the same weights from
-      // the same seed, so there is nothing to copy.
-      if (!t.empty()) infer->load(t);
-      infer_stale = false;
     }
     return *infer;
   }
@@ -199,8 +195,7 @@ void Autoencoder::ensure_trainer() {
   State& S = *s_;
   if (S.trainer) return;
   const auto g = build_autoencoder(S.cfg, S.cfg.train.batch_size, GraphMode::Train);
-  S.trainer = std::make_unique<Executor>(g.graph, S.options(true));
-  if (!S.loaded.empty()) S.trainer->load(S.loaded, S.loaded_step);
+  S.trainer = S.make(g.graph, true);
   S.loaded.clear();
 }
 
@@ -330,7 +325,6 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       p.eta_sec = done ? elapsed / static_cast<double>(done) * static_cast<double>(std::max<std::int64_t>(total - done, 0)) : 0.0;
       p.epoch_end = end;
       if (end) ++S.epochs_done;
-      S.touch();  // the callback may evaluate the model as it is now
       if (end && validate) {
         p.val_loss = loss(val_images);
         if (p.val_loss < best_val) {
@@ -339,7 +333,7 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
           best_step = ex.step();
           since_best = 0;
           p.improved = true;
-          if (cfg.train.patience > 0) best = S.current_tensors();
+          if (cfg.train.patience > 0) best = S.snapshot();
         } else {
           ++since_best;
         }
@@ -372,7 +366,6 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
     ex.load(best, best_step);
     S.epochs_done = best_epoch;
   }
-  S.touch();
 }
 
 Tensor Autoencoder::encode(const Tensor& images) {
@@ -473,11 +466,9 @@ void Autoencoder::load_parameters(const std::map<std::string, Tensor>& tensors) 
   } else {
     S.loaded = tensors;
     S.loaded_step = 0;
-    S.infer.reset();
-    // Every parameter present with its shape, checked now.
-    S.inference(1);
+    // Into the store now (every executor shares it), every parameter present with its shape.
+    S.inference(1).load(tensors);
   }
-  S.touch();
 }
 
 Tensor Autoencoder::decode(const Tensor& codes) {

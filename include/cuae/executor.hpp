@@ -1,9 +1,10 @@
 // cuae::Executor — plans and runs a Graph on one backend (CPU reference or CUDA).
 //
 // At construction the executor (1) derives the backward pass when training, (2) places every
-// activation, gradient and workspace in one arena by liveness and reports the peak, (3) puts
-// parameters, gradients and optimizer state in flat buffers so the update is one launch, and
-// (4) binds every op to its pointers. After that a step is a fixed list of launches: no
+// activation, gradient and workspace in one arena by liveness and reports the peak, (3) finds or
+// adds its parameters in a ParameterStore (its own, or one shared with other executors of the same
+// model) and, training, lays out gradients and optimizer moments beside them so the update is one
+// launch per flat segment, and (4) binds every op to its pointers. After that a step is a fixed list of launches: no
 // allocation, no host synchronisation and no value passed per step (the step counter, learning
 // rate, bias corrections and term weights live in a small block in backend memory that the kernels
 // read), so on CUDA the whole step is captured once as a CUDA graph and replayed. Each step's loss
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "cuae/graph.hpp"
+#include "cuae/parameter_store.hpp"
 #include "cuae/tensor.hpp"
 
 namespace cuae {
@@ -31,7 +33,7 @@ struct CUAE_API OptimizerConfig {
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
   float weight_decay = 0.0f;   // SGD/Adam: L2 added to the gradient; AdamW: decoupled
   float l1 = 0.0f;             // L1 weight penalty λ₁·Σ|w| on weights (not biases): λ₁·sign(w) in the gradient
-  float momentum = 0.0f;       // SGD
+  float momentum = 0.0f;       // SGD (may change between steps: Executor::set_momentum)
   bool nesterov = false;       // SGD
 };
 
@@ -58,7 +60,9 @@ struct CUAE_API MemoryReport {
 
 class CUAE_API Executor {
  public:
-  Executor(const Graph& graph, const ExecutorOptions& options);
+  // With a store, the executor's parameters live there (shared with the store's other executors,
+  // which must run on the same device and precision); without one it makes its own.
+  Executor(const Graph& graph, const ExecutorOptions& options, std::shared_ptr<ParameterStore> store = nullptr);
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
@@ -66,6 +70,7 @@ class CUAE_API Executor {
   Device device() const;
   const Graph& graph() const;
   const MemoryReport& memory() const;
+  const std::shared_ptr<ParameterStore>& store() const;
 
   // Copies a batch (host or device tensor, same shape as the input) into the input's buffer. On
   // CUDA the copy from host memory is asynchronous (overlapping earlier work when the memory is
@@ -90,6 +95,7 @@ class CUAE_API Executor {
   // Forward, backward and one optimizer update. The learning rate may be changed between steps.
   void train_step();
   void set_learning_rate(float lr);
+  void set_momentum(float momentum);  // SGD's momentum, from the next step on (a schedule)
   std::int64_t step() const;  // optimizer updates done so far
 
   // Sum of the loss terms of each step since the last drain, oldest first (synchronises).
@@ -101,7 +107,7 @@ class CUAE_API Executor {
   Tensor read(Value v);
   Tensor read(const std::string& name);
 
-  // Parameters and optimizer state by name, as host tensors (checkpoints).
+  // The graph's parameters by name, as host tensors (checkpoints).
   std::vector<std::pair<std::string, Tensor>> parameters();
   // Gradients of the latest train_step() by parameter name, as host tensors (computed before the
   // update was applied). Training executors only.
@@ -109,8 +115,9 @@ class CUAE_API Executor {
   // The optimizer's state by parameter: {"opt.m.<param>", ...} and {"opt.v.<param>", ...} for
   // Adam/AdamW's moments, {"opt.v.<param>", ...} for SGD's velocity.
   std::vector<std::pair<std::string, Tensor>> optimizer_state();
-  // Loads parameters (and optimizer state, if present and training); every graph parameter must be
-  // present with the same shape, or the error names the first that is not.
+  // Loads parameters (into the store: every executor sharing it sees them) and, training, this
+  // executor's optimizer state if present; every graph parameter must be present with the same
+  // shape, or the error names the first that is not. The update count becomes `step`.
   void load(const std::map<std::string, Tensor>& tensors, std::int64_t step = 0);
 
   // Blocks until all queued work has run.

@@ -19,7 +19,7 @@ void optimizer_step(const Context&, const OptimizerStep& a) {
   validate(a);
   const float lr = a.at ? a.at->lr : a.lr;
   if (a.kind == OptKind::SGD) {
-    const float mu = a.momentum;
+    const float mu = a.at ? a.at->momentum : a.momentum;
 #pragma omp parallel for schedule(static) if (a.n >= kParallelMin)
     for (std::int64_t i = 0; i < a.n; ++i) {
       const bool w = i < a.n_decay;

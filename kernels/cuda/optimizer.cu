@@ -38,7 +38,7 @@ struct OptArgs {
   float lr, beta1, beta2, eps, wd, l1, momentum;
   float bc1, bc2;  // 1 − β1^t and 1 − β2^t (Adam/AdamW only)
   bool nesterov;
-  const StepScalars* at;  // when set: lr, bc1, bc2 are read from here
+  const StepScalars* at;  // when set: lr, momentum, bc1, bc2 are read from here
 };
 
 // The L1 penalty's subgradient λ₁·sign(p), 0 at p = 0 (and for a NaN p, as on the CPU).
@@ -81,6 +81,7 @@ __global__ void __launch_bounds__(kThreads) optimizer_kernel(float* param, const
                                                              OptArgs o, bool vec) {
   if (o.at) {
     o.lr = o.at->lr;
+    o.momentum = o.at->momentum;
     o.bc1 = o.at->bias1;
     o.bc2 = o.at->bias2;
   }
