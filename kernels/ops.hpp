@@ -625,6 +625,7 @@ struct RbmCD {
   RbmUnit visible = RbmUnit::Bernoulli, hidden = RbmUnit::Bernoulli;
   bool sample_visible = false;
   std::uint64_t seed = 0, step = 0;
+  const std::uint64_t* step_at = nullptr;  // when set: the step is read from here when the op runs
   OpCache* cache = nullptr;        // optional: plans resolved once per call site (see OpCache)
 };
 // *floats = the workspace RbmCD needs for these sizes.

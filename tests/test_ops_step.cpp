@@ -251,6 +251,20 @@ std::vector<PointerRun> pointer_runs() {
         if (p) a.at = reinterpret_cast<const StepScalars*>(blk);
         t.optimizer_step(c, a);
       });
+  // v0, W, b, c and the workspace in the input (the workspace is written before it is read);
+  // dW, db, dc and the reconstruction error out. Sampled visibles, so both kinds of draw move.
+  constexpr int kNv = 13, kNh = 5, kWs = 4096;
+  add("rbm_cd", kM * kNv + kNh * kNv + kNv + kNh + kWs, kNh * kNv + kNv + kNh + 1,
+      [=](const OpTable& t, const Context& c, float* in, float* out, float* blk, bool p) {
+        RbmCD a;
+        a.v0 = in, a.w = in + kM * kNv, a.b = a.w + kNh * kNv, a.c = a.b + kNv;
+        a.ws = const_cast<float*>(a.c) + kNh, a.ws_floats = kWs;
+        a.dw = out, a.db = out + kNh * kNv, a.dc = a.db + kNv, a.recon = a.dc + kNh;
+        a.m = kM, a.nv = kNv, a.nh = kNh, a.k = 2, a.sample_visible = true, a.seed = 5;
+        a.step = p ? 999 : 11;
+        if (p) a.step_at = step_at(blk);
+        t.rbm_cd(c, a);
+      });
   return v;
 }
 

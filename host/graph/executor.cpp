@@ -326,6 +326,7 @@ void Executor::set_term_weight(const std::string& node, float weight) {
   const auto& terms = I.comp->terms();
   for (std::size_t i = 0; i < terms.size(); ++i) {
     if (terms[i]->name != node) continue;
+    CUAE_CHECK(terms[i]->desc->weighted(), "set_term_weight(\"" + node + "\"): this term's weight is fixed");
     CUAE_CHECK(std::isfinite(weight) && weight >= 0.0f, "set_term_weight(\"" + node + "\"): weight must be >= 0");
     I.put(I.weights + i, &weight, sizeof weight);
     return;

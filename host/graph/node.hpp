@@ -63,6 +63,9 @@ class NodeDesc {
   // A scalar term: its single output is summed into the objective (when the node is an objective
   // term); it writes its inputs' gradients at its forward position and has no backward of its own.
   virtual bool term() const { return false; }
+  // A term whose weight scales it (Executor::set_term_weight may change it); false for a term
+  // whose gradient is not the derivative of its value (rbm_cd).
+  virtual bool weighted() const { return true; }
   // No gradient flows from the output back to the inputs (a corruption's output is data).
   virtual bool blocks_gradient() const { return false; }
   // The output is a second name for the first input's memory (a reshape): no step, no buffer, and

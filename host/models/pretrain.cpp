@@ -3,15 +3,14 @@
 // each trained on the previous layer's hidden activations, then unrolled into the encoder and a
 // mirrored decoder with the transposed weights.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
 
 #include "cuae/autoencoder.hpp"
-#include "host/runtime/backend.hpp"
-#include "kernels/ops.hpp"
-#include "kernels/philox.hpp"
+#include "cuae/executor.hpp"
 
 namespace cuae {
 
@@ -19,34 +18,80 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Device memory owned for the length of one layer's training.
-struct DevBuf {
-  Backend* be = nullptr;
-  float* p = nullptr;
-  std::size_t n = 0;
-  DevBuf(Backend& b, std::size_t floats) : be(&b), p(static_cast<float*>(b.alloc(floats * sizeof(float)))), n(floats) {}
-  ~DevBuf() { be->free(p); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
+// An index tensor [count] on the device: first, first + 1, ..., clamped to last (a partial batch
+// repeats its final row).
+Tensor index_range(std::int64_t first, std::int64_t count, std::int64_t last, Device device) {
+  Tensor idx({count}, DType::I32);
+  auto* p = static_cast<std::int32_t*>(idx.data());
+  for (std::int64_t i = 0; i < count; ++i) p[i] = static_cast<std::int32_t>(std::min(first + i, last));
+  return device == Device::CPU ? idx : idx.to(device);
+}
+
+// One RBM layer over the pretraining store: W [nh, nv] is encoder.{li}.weight, the hidden bias c
+// encoder.{li}.bias, the visible bias b decoder.{j}.bias (j the decoder layer that mirrors it), so
+// the unrolled stack reads them by name. Three graphs share them: the CD-k term on a batch
+// (trained), the free energy of the monitor rows, and the hidden activations of a chunk of rows
+// (the next layer's data).
+struct RbmLayer {
+  std::string w, b, c;
+  Graph train, energy, hidden;
+  Value fe, h;
 };
 
-// The hidden activations of `data` [n, nv] (device) through W [nh, nv], c [nh]: the next layer's
-// training data (probabilities for Bernoulli units, means for linear ones).
-void hidden_activations(Backend& be, const float* data, std::int64_t n, int nv, const float* w, const float* c, int nh,
-                        bool linear, float* out) {
-  constexpr std::int64_t kChunk = 4096;
-  for (std::int64_t r = 0; r < n; r += kChunk) {
-    kern::DenseForward a;
-    a.x = data + r * nv;
-    a.w = w;
-    a.b = c;
-    a.y = out + r * nh;
-    a.m = static_cast<int>(std::min(kChunk, n - r));
-    a.n = nh;
-    a.k = nv;
-    a.act = linear ? kern::Act::Identity : kern::Act::Sigmoid;
-    be.ops().dense_forward(be.ctx(), a);
+RbmLayer rbm_layer(std::size_t li, std::size_t j, std::int64_t nv, std::int64_t nh, std::int64_t batch,
+                   std::int64_t monitor, std::int64_t chunk, const RbmOptions& o) {
+  RbmLayer L;
+  L.w = "encoder." + std::to_string(li) + ".weight";
+  L.c = "encoder." + std::to_string(li) + ".bias";
+  L.b = "decoder." + std::to_string(j) + ".bias";
+  const std::string name = "rbm." + std::to_string(li);
+  auto params = [&](Graph& g) {
+    // Small random weights, as in the 2006 code (0.1·N(0, 1)); biases zero.
+    return std::array<Value, 3>{g.param(L.w, {nh, nv}, Init::normal(0.1f)), g.param(L.b, {nv}, Init::zeros(), false),
+                                g.param(L.c, {nh}, Init::zeros(), false)};
+  };
+  {
+    auto v = L.train.input("v", {batch, nv});
+    auto [w, b, c] = params(L.train);
+    L.train.rbm_cd(v, w, b, c, o, name);
   }
+  {
+    auto v = L.energy.input("v", {monitor, nv});
+    auto [w, b, c] = params(L.energy);
+    L.fe = L.energy.rbm_free_energy(v, w, b, c, o, name + ".free_energy");
+    L.energy.mark_output(L.fe);
+  }
+  {
+    auto v = L.hidden.input("v", {chunk, nv});
+    auto [w, b, c] = params(L.hidden);
+    (void)b;
+    L.h = L.hidden.dense(v, w, c, o.linear_hidden ? Activation::Identity : Activation::Sigmoid, false, 0.01f, name + ".hidden");
+    L.hidden.mark_output(L.h);
+  }
+  return L;
+}
+
+// The hidden activations of rows [0, n) of data (device [n, nv]) as a device tensor [n, nh]
+// (probabilities for Bernoulli units, means for linear ones): the next layer's training data.
+Tensor hidden_activations(Executor& ex, const RbmLayer& L, const Tensor& data, std::int64_t n, std::int64_t chunk,
+                          std::int64_t nh, Device device) {
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+  const Tensor idx = index_range(0, chunks * chunk, n - 1, device);
+  Tensor out({n, nh});
+  for (std::int64_t k = 0; k < chunks; ++k) {
+    ex.gather_input("v", data, idx, k * chunk);
+    ex.forward();
+    const Tensor h = ex.read(L.h);
+    const std::int64_t rows = std::min(chunk, n - k * chunk);
+    std::copy(h.f32(), h.f32() + rows * nh, out.f32() + k * chunk * nh);
+  }
+  return device == Device::CPU ? out : out.to(device);
+}
+
+double mean_of(const std::vector<float>& v) {
+  double sum = 0.0;
+  for (float x : v) sum += x;
+  return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
 }
 
 // The stacked denoising autoencoder: each layer a one-hidden-layer denoising autoencoder
@@ -135,133 +180,67 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
   const std::int64_t steps = n_train / batch;
 
   if (pc.method == "dae") return pretrain_dae_stack(cfg, data, device, n, progress);
-  Backend be(device);
-  std::map<std::string, Tensor> out;
+  // Every layer's executors share one store; each layer trains its own three parameters with
+  // SGD and the 2006 schedule (momentum initial_momentum for the first momentum_switch_epoch
+  // epochs, then momentum; L2 decay on W only).
+  auto store = std::make_shared<ParameterStore>(device);
+  const std::int64_t chunk = std::min<std::int64_t>(n, 2048);
   // The current layer's input, on the device: the images, then each layer's activations.
-  auto cur = std::make_unique<DevBuf>(be, static_cast<std::size_t>(n * L[0]));
-  be.copy_to_device(cur->p, data.images.f32(), static_cast<std::size_t>(n * L[0]) * sizeof(float));
+  Tensor cur = data.images.rows(0, n);
+  if (device != Device::CPU) cur = cur.to(device);
+  const Tensor train_rows = index_range(0, held, n_train - 1, device);
+  const Tensor held_rows = index_range(n_train, held, n - 1, device);
+  Tensor order({n_train}, DType::I32);
+  Tensor dev_order = device == Device::CPU ? order : Tensor({n_train}, DType::I32, device);
+  std::map<std::string, Tensor> out;
   const auto t0 = Clock::now();
-  std::uint64_t global_step = 0;
   for (std::size_t li = 0; li < depth; ++li) {
-    const int nv = static_cast<int>(L[li]), nh = static_cast<int>(L[li + 1]);
-    const bool linear_hidden = li + 1 == depth && model.code_activation == Activation::Identity;
-    const bool gaussian_visible = li == 0 && pc.visible == "gaussian";
-    // Parameters [W | b | c] in one flat buffer, W first (decayed), as the optimizer expects.
-    const std::size_t nw = static_cast<std::size_t>(nh) * nv, nparam = nw + nv + nh;
-    std::vector<float> host(nparam, 0.0f);
-    {
-      // Small random weights, as in the 2006 code (0.1·N(0, 1)); biases zero.
-      std::mt19937_64 rng(cfg.train.seed * 7919ull + li);
-      std::normal_distribution<float> normal(0.0f, 0.1f);
-      for (std::size_t i = 0; i < nw; ++i) host[i] = normal(rng);
-    }
-    DevBuf param(be, nparam), grad(be, nparam), vel(be, nparam), batch_buf(be, static_cast<std::size_t>(batch) * nv),
-        index(be, static_cast<std::size_t>(n_train)), recon(be, static_cast<std::size_t>(steps)),
-        fe(be, static_cast<std::size_t>(held)),
-        fe_ws(be, static_cast<std::size_t>(held) * nh);
-    be.copy_to_device(param.p, host.data(), nparam * sizeof(float));
-    be.memset(vel.p, 0, nparam * sizeof(float));
-    float* w = param.p;
-    float* b = param.p + nw;
-    float* c = param.p + nw + nv;
-    std::size_t ws_floats = 0;
-    {
-      kern::RbmCDWorkspace q;
-      q.m = batch;
-      q.nv = nv;
-      q.nh = nh;
-      q.floats = &ws_floats;
-      be.ops().rbm_cd_workspace(be.ctx(), q);
-    }
-    DevBuf ws(be, std::max<std::size_t>(ws_floats, 1));
-    // The CD step and the free energy repeat the same GEMMs every call: their plans are resolved
-    // once per layer (kernels/ops.hpp, OpCache).
-    kern::OpCache cd_cache, fe_cache;
-    std::vector<std::int32_t> order(static_cast<std::size_t>(n_train));
-    const float lr = linear_hidden ? pc.lr * pc.linear_lr_scale : pc.lr;
+    const std::int64_t nv = L[li], nh = L[li + 1];
+    const std::size_t j = depth - 1 - li;
+    RbmOptions o;
+    o.k = pc.k;
+    o.linear_hidden = li + 1 == depth && model.code_activation == Activation::Identity;
+    o.gaussian_visible = li == 0 && pc.visible == "gaussian";
+    const RbmLayer layer = rbm_layer(li, j, nv, nh, batch, held, chunk, o);
+    ExecutorOptions eo;
+    eo.device = device;
+    eo.training = true;
+    eo.seed = cfg.train.seed;
+    eo.tf32 = cfg.train.precision == "tf32";
+    eo.cuda_graph = cfg.train.cuda_graph;
+    eo.optimizer.type = OptimizerType::SGD;
+    eo.optimizer.lr = o.linear_hidden ? pc.lr * pc.linear_lr_scale : pc.lr;
+    eo.optimizer.weight_decay = pc.weight_decay;
+    eo.optimizer.momentum = pc.initial_momentum;
+    Executor trainer(layer.train, eo, store);
+    ExecutorOptions fo = eo;
+    fo.training = false;
+    Executor energy(layer.energy, fo, store);
     for (int e = 0; e < pc.epochs; ++e) {
-      std::iota(order.begin(), order.end(), 0);
+      auto* idx = static_cast<std::int32_t*>(order.data());
+      std::iota(idx, idx + n_train, 0);
       std::mt19937_64 rng(cfg.train.seed * 1000003ull + li * 1009ull + static_cast<std::uint64_t>(e));
-      std::shuffle(order.begin(), order.end(), rng);
-      be.copy_to_device(index.p, order.data(), order.size() * sizeof(std::int32_t));
-      double recon_sum = 0.0;
+      std::shuffle(idx, idx + n_train, rng);
+      if (device != Device::CPU) dev_order.copy_from(order);
+      trainer.set_momentum(e < pc.momentum_switch_epoch ? pc.initial_momentum : pc.momentum);
       for (std::int64_t s = 0; s < steps; ++s) {
-        kern::GatherRows g;
-        g.src = cur->p;
-        g.index = reinterpret_cast<const std::int32_t*>(index.p) + s * batch;
-        g.dst = batch_buf.p;
-        g.rows = batch;
-        g.cols = nv;
-        be.ops().gather_rows(be.ctx(), g);
-        ++global_step;
-        kern::RbmCD a;
-        a.v0 = batch_buf.p;
-        a.w = w;
-        a.b = b;
-        a.c = c;
-        a.dw = grad.p;
-        a.db = grad.p + nw;
-        a.dc = grad.p + nw + nv;
-        a.recon = recon.p + s;  // one slot per step, read once per epoch: no host sync in a step
-        a.ws = ws.p;
-        a.ws_floats = ws_floats;
-        a.m = batch;
-        a.nv = nv;
-        a.nh = nh;
-        a.k = pc.k;
-        a.visible = gaussian_visible ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
-        a.hidden = linear_hidden ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
-        a.seed = kern::philox_mix_seed(cfg.train.seed, 0x5242'4d00ull + li);
-        a.step = global_step;
-        a.cache = &cd_cache;
-        be.ops().rbm_cd(be.ctx(), a);
-        // The 2006 schedule: momentum 0.5 for the first epochs, then 0.9; L2 decay on W only.
-        kern::OptimizerStep o;
-        o.param = param.p;
-        o.grad = grad.p;
-        o.v = vel.p;
-        o.n = static_cast<std::int64_t>(nparam);
-        o.n_decay = static_cast<std::int64_t>(nw);
-        o.kind = kern::OptKind::SGD;
-        o.lr = lr;
-        o.weight_decay = pc.weight_decay;
-        o.momentum = e < pc.momentum_switch_epoch ? pc.initial_momentum : pc.momentum;
-        o.step = static_cast<std::int64_t>(global_step);
-        be.ops().optimizer_step(be.ctx(), o);
+        trainer.gather_input("v", cur, dev_order, s * batch);
+        trainer.train_step();
       }
-      std::vector<float> rs(static_cast<std::size_t>(steps));
-      be.copy_to_host(rs.data(), recon.p, rs.size() * sizeof(float));
-      for (float r : rs) recon_sum += r;
       // Free energy of training rows against held-out rows: a widening gap is overfitting.
-      auto mean_fe = [&](const float* rows) {
-        kern::RbmFreeEnergy f;
-        f.v = rows;
-        f.w = w;
-        f.b = b;
-        f.c = c;
-        f.fe = fe.p;
-        f.ws = fe_ws.p;
-        f.m = static_cast<int>(held);
-        f.nv = nv;
-        f.nh = nh;
-        f.visible = gaussian_visible ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
-        f.hidden = linear_hidden ? kern::RbmUnit::Gaussian : kern::RbmUnit::Bernoulli;
-        f.cache = &fe_cache;
-        be.ops().rbm_free_energy(be.ctx(), f);
-        std::vector<float> v(static_cast<std::size_t>(held));
-        be.copy_to_host(v.data(), fe.p, v.size() * sizeof(float));
-        double sum = 0.0;
-        for (float x : v) sum += x;
-        return sum / static_cast<double>(held);
+      auto mean_fe = [&](const Tensor& rows) {
+        energy.gather_input("v", cur, rows, 0);
+        energy.forward();
+        return mean_of(energy.read(layer.fe).values());
       };
       PretrainProgress p;
       p.layer = static_cast<int>(li);
       p.layers = static_cast<int>(depth);
       p.epoch = e + 1;
       p.epochs = pc.epochs;
-      p.recon_error = recon_sum / static_cast<double>(steps);
-      p.free_energy_train = mean_fe(cur->p);
-      p.free_energy_heldout = mean_fe(cur->p + n_train * nv);
+      p.recon_error = mean_of(trainer.drain_losses());
+      p.free_energy_train = mean_fe(train_rows);
+      p.free_energy_heldout = mean_fe(held_rows);
       p.elapsed_sec = std::chrono::duration<double>(Clock::now() - t0).count();
       if (!std::isfinite(p.recon_error))
         throw Error("pretraining diverged in layer " + std::to_string(li) + " (lower [pretrain] lr?)");
@@ -269,23 +248,17 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
     }
     // Unrolled: encoder layer li, and the decoder layer that mirrors it (its transposed weight
     // and the RBM's visible bias).
-    be.copy_to_host(host.data(), param.p, nparam * sizeof(float));
-    const int j = static_cast<int>(depth - 1 - li);
-    Tensor enc_w({nh, nv}), enc_b({nh}), dec_w({nv, nh}), dec_b({nv});
-    std::copy(host.begin(), host.begin() + static_cast<std::ptrdiff_t>(nw), enc_w.f32());
-    for (int r = 0; r < nh; ++r)
-      for (int q = 0; q < nv; ++q) dec_w.f32()[q * nh + r] = host[static_cast<std::size_t>(r) * nv + q];
-    std::copy(host.begin() + static_cast<std::ptrdiff_t>(nw), host.begin() + static_cast<std::ptrdiff_t>(nw + nv), dec_b.f32());
-    std::copy(host.begin() + static_cast<std::ptrdiff_t>(nw + nv), host.end(), enc_b.f32());
-    out["encoder." + std::to_string(li) + ".weight"] = enc_w;
-    out["encoder." + std::to_string(li) + ".bias"] = enc_b;
+    const Tensor w = store->read(layer.w);
+    Tensor dec_w({nv, nh});
+    for (std::int64_t r = 0; r < nh; ++r)
+      for (std::int64_t q = 0; q < nv; ++q) dec_w.f32()[q * nh + r] = w.f32()[r * nv + q];
+    out[layer.w] = w;
+    out[layer.c] = store->read(layer.c);
     out["decoder." + std::to_string(j) + ".weight"] = dec_w;
-    out["decoder." + std::to_string(j) + ".bias"] = dec_b;
+    out[layer.b] = store->read(layer.b);
     if (li + 1 < depth) {
-      auto next = std::make_unique<DevBuf>(be, static_cast<std::size_t>(n * nh));
-      hidden_activations(be, cur->p, n, nv, w, c, nh, linear_hidden, next->p);
-      be.synchronize();
-      cur = std::move(next);
+      Executor hidden(layer.hidden, fo, store);
+      cur = hidden_activations(hidden, layer, cur, n, chunk, nh, device);
     }
   }
   return out;

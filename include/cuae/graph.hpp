@@ -59,6 +59,16 @@ struct CUAE_API Pool2dOptions {
   static Pool2dOptions make(int window, int stride, int pad = 0) { return {window, window, stride, stride, pad, pad, true}; }
 };
 
+// A restricted Boltzmann machine's units (Graph::rbm_cd, Graph::rbm_free_energy): Bernoulli or
+// Gaussian (unit variance) visible units, Bernoulli or linear (Gaussian) hidden units, and CD-k's k.
+// sample_visible: the Gibbs chain samples the visible units instead of using their means.
+struct CUAE_API RbmOptions {
+  int k = 1;
+  bool gaussian_visible = false;
+  bool linear_hidden = false;
+  bool sample_visible = false;
+};
+
 CUAE_API const char* activation_name(Activation a);
 CUAE_API Activation parse_activation(const std::string& s);  // "sigmoid", "relu", ...; throws on unknown
 CUAE_API const char* loss_type_name(LossType l);
@@ -167,6 +177,18 @@ class CUAE_API Graph {
   // objective = false). Its weight can be changed between steps (Executor::set_term_weight), for
   // a KL warm-up.
   Value gaussian_kl(Value stats, float weight = 1.0f, bool objective = true, const std::string& name = "");
+
+  // Restricted Boltzmann machines (layer-wise pretraining): v [m, nv] visible rows, w [nh, nv] (a
+  // dense layer's weight), visible bias b [nv] and hidden bias c [nh], all parameters but v.
+  // rbm_cd is a scalar term whose value is the reconstruction error Σ(v − v₁)²/m after one Gibbs
+  // step and whose gradient with respect to w, b and c is CD-k's estimate of −∂ log p(v)/∂θ (not
+  // the derivative of the value): a training graph with it follows the likelihood. The chain
+  // draws from the executor's generator (seed, node name, step). The estimate is written, so no
+  // term before it in the graph may write a gradient of w, b or c (a second rbm_cd on them);
+  // ops after it add theirs. The term's weight is 1.
+  Value rbm_cd(Value v, Value w, Value b, Value c, const RbmOptions& o = {}, const std::string& name = "");
+  // The free energy F(v) of each row, [m] (monitoring: no gradient flows through it).
+  Value rbm_free_energy(Value v, Value w, Value b, Value c, const RbmOptions& o = {}, const std::string& name = "");
 
   // Keep this value alive to the end of a step so it can be read back (reconstruction, code, ...).
   void mark_output(Value v);

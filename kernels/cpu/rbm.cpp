@@ -29,6 +29,7 @@
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/rbm_validate.hpp"
+#include "kernels/step_math.hpp"
 
 namespace cuae::kern::cpu {
 
@@ -97,9 +98,11 @@ void rbm_cd_workspace(const Context&, const RbmCDWorkspace& a) {
   *a.floats = rbm_cd_workspace_floats(a.m, a.nv, a.nh);
 }
 
-void rbm_cd(const Context&, const RbmCD& a) {
-  validate(a);
-  if (!a.dw && !a.db && !a.dc && !a.recon) return;
+void rbm_cd(const Context&, const RbmCD& args) {
+  validate(args);
+  if (!args.dw && !args.db && !args.dc && !args.recon) return;
+  RbmCD a = args;
+  a.step = step_of(args.step, args.step_at);  // the passes below draw with a.step
   const int m = a.m, nv = a.nv, nh = a.nh;
   const std::size_t MH = static_cast<std::size_t>(m) * nh;
   float* ph0 = a.ws;

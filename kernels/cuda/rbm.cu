@@ -34,6 +34,7 @@
 #include "kernels/ops.hpp"
 #include "kernels/philox.hpp"
 #include "kernels/rbm_validate.hpp"
+#include "kernels/step_math.hpp"
 
 namespace cuae::kern::cuda {
 
@@ -83,7 +84,9 @@ Gemm outer_gemm(const float* p, const float* v, float* dw, int m, int nv, int nh
 template <bool kBernoulli>
 __global__ void __launch_bounds__(kThreads) units_kernel(float* x, const float* bias, float* out, unsigned count,
                                                          unsigned n, bool sample, std::uint64_t seed,
-                                                         std::uint64_t step, std::uint64_t base) {
+                                                         std::uint64_t step_value, const std::uint64_t* step_at,
+                                                         std::uint64_t base) {
+  const std::uint64_t step = step_of(step_value, step_at);
   const std::uint64_t g0 = base / 4, g1 = (base + count + 3) / 4;
   const std::uint64_t stride = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
   for (std::uint64_t g = g0 + blockIdx.x * blockDim.x + threadIdx.x; g < g1; g += stride) {
@@ -198,12 +201,14 @@ __global__ void __launch_bounds__(kThreads) free_energy_kernel(const float* v, c
 
 // units_kernel over count elements of a layer of n units, drawing from base.
 void units_cuda(const Context& ctx, bool bernoulli, float* x, const float* bias, float* out, std::int64_t count,
-                int n, std::uint64_t seed, std::uint64_t step, std::uint64_t base, cudaStream_t stream) {
+                int n, const RbmCD& a, std::uint64_t base, cudaStream_t stream) {
   const int grid = launch::grid_for(ctx, (count + 3) / 4 + 1, kThreads);
   const auto c = static_cast<unsigned>(count);
   const auto un = static_cast<unsigned>(n);
-  if (bernoulli) units_kernel<true><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, seed, step, base);
-  else units_kernel<false><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, seed, step, base);
+  if (bernoulli)
+    units_kernel<true><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, a.seed, a.step, a.step_at, base);
+  else
+    units_kernel<false><<<grid, kThreads, 0, stream>>>(x, bias, out, c, un, out != nullptr, a.seed, a.step, a.step_at, base);
   CUAE_CUDA_LAUNCH_CHECK();
 }
 
@@ -211,7 +216,7 @@ void units_cuda(const Context& ctx, bool bernoulli, float* x, const float* bias,
 // t·m·nh + e when hs is non-null.
 void hidden_cuda(const Context& ctx, const RbmCD& a, float* x, float* hs, std::int64_t t, cudaStream_t stream) {
   const std::int64_t count = static_cast<std::int64_t>(a.m) * a.nh;
-  units_cuda(ctx, a.hidden == RbmUnit::Bernoulli, x, a.c, hs, count, a.nh, a.seed, a.step,
+  units_cuda(ctx, a.hidden == RbmUnit::Bernoulli, x, a.c, hs, count, a.nh, a,
              static_cast<std::uint64_t>(t) * static_cast<std::uint64_t>(count), stream);
 }
 
@@ -282,8 +287,7 @@ void rbm_cd(const Context& ctx, const RbmCD& a) {
     blas::gemm(ctx, xw_gemm(hs, a.w, vt, m, nv, nh, false), a.cache, kGemmHW);
     // Visible units: vt ← E[v|h], replaced in place by its sample with sample_visible.
     units_cuda(ctx, a.visible == RbmUnit::Bernoulli, vt, a.b, a.sample_visible ? vt : nullptr,
-               static_cast<std::int64_t>(MV), nv, a.seed, a.step, vis_base + static_cast<std::uint64_t>(t - 1) * MV,
-               stream);
+               static_cast<std::int64_t>(MV), nv, a, vis_base + static_cast<std::uint64_t>(t - 1) * MV, stream);
     if (t == 1 && a.recon) recon_cuda(a.v0, vt, m, nv, part_r, a.recon, stream);
     blas::gemm(ctx, xw_gemm(vt, a.w, phk, m, nh, nv, true), a.cache, kGemmVW);
     hidden_cuda(ctx, a, phk, t < a.k ? hs : nullptr, t, stream);
