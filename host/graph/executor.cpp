@@ -1,17 +1,14 @@
 // The executor: a graph compiled into steps (host/graph/compiler.hpp; each op's steps come from its
-// descriptor in host/graph/nodes), its memory planned, its steps bound to kernel-table calls, and
-// the step loop.
+// descriptor in host/graph/nodes), its memory planned (host/graph/memory_plan.hpp), its steps bound
+// to kernel-table calls, the step loop, and I/O.
 //
-// Parameters live in a ParameterStore (host/graph/parameter_store.hpp), shared by the executors of
-// one model; a training executor's gradients and moments mirror the store's flat segments
-// (host/graph/optimizer.hpp), so the update is one launch per segment. Every activation, gradient
-// and workspace lives in one arena placed by liveness over the step order (host/graph/planner).
-// The scalar terms' values live in one small block that a
-// record_scalars launch appends, once per step, to a ring of kLossRing blocks in backend memory;
-// the host reads the ring when asked (or when it is full). The step block (kern::StepScalars: the
-// random step, Adam's t and bias corrections, the learning rate) and the term weights live in
-// backend memory too, so the launches of a step never change: on CUDA a training step is captured
-// once as a CUDA graph and replayed.
+// Parameters live in a ParameterStore shared by a model's executors; a training executor's
+// gradients and moments mirror the store's flat segments (host/graph/optimizer.hpp). The scalar
+// terms' values live in one small block that a record_scalars launch appends, once per step, to a
+// ring of kLossRing blocks in backend memory, read by the host when asked (or when it is full).
+// The step block (kern::StepScalars) and the term weights live in backend memory too, so the
+// launches of a step never change: on CUDA a training step is captured once as a CUDA graph and
+// replayed. Host batches arrive on a copy stream (host/runtime/input_copy.hpp).
 #include "cuae/executor.hpp"
 
 #include <algorithm>
@@ -19,19 +16,16 @@
 #include <utility>
 
 #include "host/graph/compiler.hpp"
+#include "host/graph/memory_plan.hpp"
 #include "host/graph/optimizer.hpp"
 #include "host/graph/parameter_store.hpp"
-#include "host/graph/planner.hpp"
 #include "host/runtime/backend.hpp"
+#include "host/runtime/input_copy.hpp"
 
 namespace cuae {
 
 namespace {
-
-constexpr std::int64_t kLossRing = 1024;       // steps of losses kept in backend memory before a forced drain
-
-std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
-
+constexpr std::int64_t kLossRing = 1024;  // steps of losses kept in backend memory before a forced drain
 }  // namespace
 
 struct Executor::Impl {
@@ -41,12 +35,14 @@ struct Executor::Impl {
   Backend* be = nullptr;              // the store's: every executor of a store shares its stream
   std::unique_ptr<Compiler> comp;
   std::unique_ptr<Optimizer> optimizer;  // training
+  // CUDA: the graph inputs' overlapped host copies (by value id), made at their first host batch.
+  std::map<int, std::unique_ptr<InputCopy>> copies;
   MemoryReport mem;
 
   char* arena = nullptr;
   float* scalars = nullptr;
   int n_scalars = 0;
-  std::vector<int> entry_of;          // graph value -> its parameter's store entry, or -1
+  std::vector<int> params;            // the graph's parameters' store entries, in graph order
   std::vector<float*> fixed;          // parameter and gradient buffers -> their memory
   // The step block and, after it, the term weights (Compiler::terms order), in backend memory.
   kern::StepScalars* step = nullptr;
@@ -99,71 +95,39 @@ struct Executor::Impl {
   void plan();
   void allocate();
   void bind();
-  // The parameters of the graph, in graph order, with their store entries.
-  template <class F>
-  void each_param(F f) const {
-    const auto& values = graph.values();
-    for (std::size_t i = 0; i < values.size(); ++i)
-      if (entry_of[i] >= 0) f(values[i].name, static_cast<int>(i), entry_of[i]);
-  }
   // Before a launch sequence that records: reads the ring when it is full.
   void make_room();
   // Reads the ring's unread blocks (synchronises) and appends their losses to `drained`.
   void read_ring();
+  // Moves the batches whose copies set_input() started into the inputs, before a step.
+  void flush_inputs() {
+    for (auto& [id, c] : copies) c->finish(ptr(id));
+  }
   // A small stream-ordered write of host values into backend memory (the step block's fields).
   void put(void* dst, const void* src, std::size_t bytes) { be->copy_to_device(dst, src, bytes); }
 };
 
 void Executor::Impl::plan() {
-  auto& bs = bufs();
-  const auto& steps = comp->steps();
-  // Lifetimes over step positions, by the memory (root buffer) each slot touches.
-  const int end = static_cast<int>(steps.size()) - 1;
-  std::vector<int> first(bs.size(), -1), last(bs.size(), -1);
-  for (int p = 0; p <= end; ++p) {
-    for (const Step::Slot& sl : steps[static_cast<std::size_t>(p)].slots) {
-      if (sl.buf < 0) continue;
-      const auto ub = static_cast<std::size_t>(comp->root_of(sl.buf));
-      if (first[ub] < 0) first[ub] = p;  // read before written: an input
-      last[ub] = std::max(last[ub], p);
-    }
-  }
-  std::vector<graph::PlanItem> items;
-  std::vector<int> item_buf;
+  const graph::MemoryPlan mp = graph::plan_memory(*comp);
+  mem.arena_bytes = mp.arena_bytes;
+  mem.naive_bytes = mp.naive_bytes;
+  mem.values_planned = mp.values_planned;
+  n_scalars = mp.scalars;
   // Parameters and their gradients: the store's memory and the optimizer's.
-  entry_of = store->impl().attach(graph, opt.seed);
-  if (opt.training) optimizer = std::make_unique<Optimizer>(store->impl(), entry_of, opt.optimizer);
-  fixed.assign(bs.size(), nullptr);
-  const auto& grad_of = comp->grad_of();
-  each_param([&](const std::string&, int i, int e) {
-    fixed[static_cast<std::size_t>(i)] = store->impl().ptr(e);
-    mem.param_bytes += static_cast<std::size_t>(store->impl().entries[static_cast<std::size_t>(e)].span) * sizeof(float);
-    if (optimizer && grad_of[static_cast<std::size_t>(i)] >= 0) fixed[static_cast<std::size_t>(grad_of[static_cast<std::size_t>(i)])] = optimizer->grad(e);
-  });
-  for (std::size_t i = 0; i < bs.size(); ++i) {
-    Buf& b = bs[i];
-    if (b.where == Where::Scalar) {
-      b.offset = static_cast<std::size_t>(n_scalars);
-      n_scalars += static_cast<int>(b.numel);
-      continue;
-    }
-    if (b.where != Where::Arena || comp->root_of(static_cast<int>(i)) != static_cast<int>(i)) continue;
-    mem.naive_bytes += round_up(static_cast<std::size_t>(b.numel) * sizeof(float), 256);
-    int f = first[i], l = last[i];
-    if (f < 0) f = l = 0;  // never touched by a step (e.g. an unused input)
-    if (b.keep) f = 0, l = end;
-    items.push_back({static_cast<std::size_t>(b.numel) * sizeof(float), f, l});
-    item_buf.push_back(static_cast<int>(i));
+  ParameterStore::Impl& S = store->impl();
+  const std::vector<int> entry_of = S.attach(graph, opt.seed);  // by graph value; -1: not a parameter
+  if (opt.training) optimizer = std::make_unique<Optimizer>(S, entry_of, opt.optimizer);
+  fixed.assign(comp->bufs().size(), nullptr);
+  for (std::size_t i = 0; i < entry_of.size(); ++i) {
+    const int e = entry_of[i], g = comp->grad_of()[i];
+    if (e < 0) continue;
+    params.push_back(e);
+    fixed[i] = S.ptr(e);
+    mem.param_bytes += static_cast<std::size_t>(S.entries[static_cast<std::size_t>(e)].span) * sizeof(float);
+    if (optimizer && g >= 0) fixed[static_cast<std::size_t>(g)] = optimizer->grad(e);
   }
-  const graph::ArenaPlan ap = graph::plan_arena(items);
-  // Checked on every build (quadratic in the values, microseconds for real models): a planner bug
-  // must never turn into two live tensors sharing memory.
-  CUAE_CHECK(graph::plan_is_valid(items, ap), "internal error: the memory plan overlaps two live buffers");
-  for (std::size_t k = 0; k < items.size(); ++k) bs[static_cast<std::size_t>(item_buf[k])].offset = ap.offsets[k];
-  mem.arena_bytes = ap.peak;
-  mem.values_planned = static_cast<int>(items.size());
   // Gradients and the moments (SGD keeps one: its velocity).
-  const int copies = opt.training ? (opt.optimizer.type == OptimizerType::SGD ? 2 : 3) : 0;
+  const int copies = opt.optimizer.type == OptimizerType::SGD ? 2 : 3;
   if (optimizer) mem.state_bytes = static_cast<std::size_t>(optimizer->floats()) * sizeof(float) * static_cast<std::size_t>(copies);
 }
 
@@ -277,16 +241,22 @@ void Executor::set_input(const std::string& name, const Tensor& batch) {
   const Buf& b = I.buf(id);
   CUAE_CHECK(batch.dtype() == DType::F32 && batch.numel() == b.numel,
              "input \"" + name + "\" expects " + shape_str(b.shape) + " F32, got " + shape_str(batch.shape()));
-  if (batch.device() == Device::CPU) {
+  if (I.opt.device == Device::CPU) {
+    CUAE_CHECK(batch.device() == Device::CPU, "input \"" + name + "\" is a CUDA tensor but the executor runs on the CPU");
     I.be->copy_to_device(I.ptr(id), batch.data(), batch.nbytes());
-    I.be->mark();
+  } else if (batch.device() == Device::CPU) {
+    auto& c = I.copies[id];
+    if (!c) c = std::make_unique<InputCopy>(*I.be, batch.nbytes());
+    c->start(batch.data());  // overlaps the step in flight; the next step moves it into place
   } else {
-    CUAE_CHECK(I.opt.device == Device::CUDA, "input \"" + name + "\" is a CUDA tensor but the executor runs on the CPU");
+    if (auto it = I.copies.find(id); it != I.copies.end()) it->second->cancel();
     I.be->copy_device(I.ptr(id), batch.data(), batch.nbytes());
   }
 }
 
-void Executor::wait_inputs_read() { impl_->be->wait_mark(); }
+void Executor::wait_inputs_read() {
+  for (auto& [id, c] : impl_->copies) c->wait_read();
+}
 
 void Executor::gather_input(const std::string& name, const Tensor& source, const Tensor& index, std::int64_t begin) {
   Impl& I = *impl_;
@@ -302,6 +272,7 @@ void Executor::gather_input(const std::string& name, const Tensor& source, const
   CUAE_CHECK(index.dtype() == DType::I32 && index.rank() == 1 && begin >= 0 && begin + b.shape[0] <= index.dim(0),
              "gather_input(\"" + name + "\"): rows [" + std::to_string(begin) + ", " + std::to_string(begin + b.shape[0]) +
                  ") are outside the index " + shape_str(index.shape()));
+  if (auto it = I.copies.find(id); it != I.copies.end()) it->second->cancel();
   kern::GatherRows a;
   a.src = source.f32();
   a.index = static_cast<const std::int32_t*>(index.data()) + begin;
@@ -316,6 +287,7 @@ void Executor::forward() { forward_at(static_cast<std::uint64_t>(impl_->updates)
 void Executor::forward_at(std::uint64_t random_step) {
   Impl& I = *impl_;
   I.put(&I.step->rng_step, &random_step, sizeof random_step);
+  I.flush_inputs();
   I.make_room();
   for (auto& f : I.eval_launches) f();
   if (I.n_scalars > 0) ++I.recorded;
@@ -337,6 +309,7 @@ void Executor::set_term_weight(const std::string& node, float weight) {
 void Executor::train_step() {
   Impl& I = *impl_;
   CUAE_CHECK(I.opt.training, "train_step() on an executor built for inference (ExecutorOptions::training = false)");
+  I.flush_inputs();  // outside the captured step, which reads the inputs' fixed addresses
   I.make_room();
   const auto run = [&I] {
     for (auto& f : I.train_launches) f();
@@ -373,6 +346,7 @@ float Executor::last_loss() {
 Tensor Executor::read(Value v) {
   Impl& I = *impl_;
   CUAE_CHECK(v.id >= 0 && v.id < static_cast<int>(I.graph.values().size()), "read(): invalid value");
+  I.flush_inputs();
   const Buf& b = I.buf(v.id);
   CUAE_CHECK(b.where != Where::Arena || b.keep,
              "value \"" + b.name + "\" is not kept after a step; call Graph::mark_output on it before building the executor");
@@ -388,61 +362,35 @@ Tensor Executor::read(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, Tensor>> Executor::parameters() {
+  ParameterStore::Impl& S = impl_->store->impl();
   std::vector<std::pair<std::string, Tensor>> out;
-  impl_->each_param([&](const std::string& name, int, int) { out.emplace_back(name, impl_->store->read(name)); });
-  return out;
-}
-
-namespace {
-Tensor download(Backend& be, const Shape& shape, const float* src) {
-  Tensor t(shape);
-  be.copy_to_host(t.data(), src, t.nbytes());
-  return t;
-}
-}  // namespace
-
-std::vector<std::pair<std::string, Tensor>> Executor::gradients() {
-  Impl& I = *impl_;
-  CUAE_CHECK(I.opt.training, "gradients() on an executor built for inference");
-  std::vector<std::pair<std::string, Tensor>> out;
-  I.each_param([&](const std::string& name, int i, int e) { out.emplace_back(name, download(*I.be, I.buf(i).shape, I.optimizer->grad(e))); });
-  return out;
-}
-
-std::vector<std::pair<std::string, Tensor>> Executor::optimizer_state() {
-  Impl& I = *impl_;
-  std::vector<std::pair<std::string, Tensor>> out;
-  if (!I.optimizer) return out;
-  for (const char* prefix : {"opt.m.", "opt.v."}) {
-    I.each_param([&](const std::string& name, int i, int e) {
-      const float* src = prefix[4] == 'm' ? I.optimizer->m(e) : I.optimizer->v(e);
-      if (src) out.emplace_back(prefix + name, download(*I.be, I.buf(i).shape, src));
-    });
+  for (int e : impl_->params) {
+    const auto& x = S.entries[static_cast<std::size_t>(e)];
+    out.emplace_back(x.name, S.download(x.shape, S.ptr(e)));
   }
   return out;
 }
 
+std::vector<std::pair<std::string, Tensor>> Executor::gradients() {
+  CUAE_CHECK(impl_->optimizer, "gradients() on an executor built for inference");
+  return impl_->optimizer->gradients(impl_->params);
+}
+
+std::vector<std::pair<std::string, Tensor>> Executor::optimizer_state() {
+  if (!impl_->optimizer) return {};
+  return impl_->optimizer->state(impl_->params);
+}
+
 void Executor::load(const std::map<std::string, Tensor>& tensors, std::int64_t step) {
   Impl& I = *impl_;
-  auto put = [&](const std::string& name, const Shape& shape, float* dst) {
-    auto it = tensors.find(name);
-    CUAE_CHECK(it != tensors.end(), "checkpoint has no tensor \"" + name + "\"");
-    CUAE_CHECK(it->second.shape() == shape && it->second.dtype() == DType::F32,
-               "checkpoint tensor \"" + name + "\" is " + shape_str(it->second.shape()) + " " +
-                   dtype_name(it->second.dtype()) + ", the model expects " + shape_str(shape) + " F32");
-    const Tensor host = it->second.device() == Device::CPU ? it->second : it->second.to(Device::CPU);
-    I.be->copy_to_device(dst, host.data(), host.nbytes());
-  };
-  I.each_param([&](const std::string& name, int i, int e) {
-    put(name, I.buf(i).shape, I.store->impl().ptr(e));
-    if (!I.optimizer) return;
-    // Optimizer state is optional: a checkpoint from another optimizer (or a fresh fine-tune)
-    // starts the moments at zero.
-    for (const char* prefix : {"opt.m.", "opt.v."}) {
-      float* dst = prefix[4] == 'm' ? I.optimizer->m(e) : I.optimizer->v(e);
-      if (dst && tensors.count(prefix + name)) put(prefix + name, I.buf(i).shape, dst);
-    }
-  });
+  ParameterStore::Impl& S = I.store->impl();
+  for (int e : I.params) {
+    const auto& x = S.entries[static_cast<std::size_t>(e)];
+    S.upload(tensors, x.name, x.shape, S.ptr(e));
+  }
+  // Optimizer state is optional: a checkpoint from another optimizer (or a fresh fine-tune)
+  // starts the moments at zero.
+  if (I.optimizer) I.optimizer->load_state(tensors, I.params);
   I.updates = step;
   I.put(&I.step->updates, &step, sizeof step);  // Adam's t and the random step continue from here
   I.be->synchronize();

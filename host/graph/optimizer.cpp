@@ -72,6 +72,40 @@ float* Optimizer::at(float* buf, int entry) const {
   return it == offset_.end() ? nullptr : buf + it->second;
 }
 
+std::vector<std::pair<const char*, float*>> Optimizer::state_buffers() const {
+  std::vector<std::pair<const char*, float*>> out;
+  if (m_) out.emplace_back("opt.m.", m_);
+  out.emplace_back("opt.v.", v_);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::gradients(const std::vector<int>& entries) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (int e : entries) {
+    const auto& x = store_.entries[static_cast<std::size_t>(e)];
+    out.emplace_back(x.name, store_.download(x.shape, grad(e)));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Optimizer::state(const std::vector<int>& entries) const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& [prefix, buf] : state_buffers())
+    for (int e : entries) {
+      const auto& x = store_.entries[static_cast<std::size_t>(e)];
+      out.emplace_back(prefix + x.name, store_.download(x.shape, at(buf, e)));
+    }
+  return out;
+}
+
+void Optimizer::load_state(const std::map<std::string, Tensor>& tensors, const std::vector<int>& entries) {
+  for (const auto& [prefix, buf] : state_buffers())
+    for (int e : entries) {
+      const auto& x = store_.entries[static_cast<std::size_t>(e)];
+      if (tensors.count(prefix + x.name)) store_.upload(tensors, prefix + x.name, x.shape, at(buf, e));
+    }
+}
+
 void Optimizer::bind(const Backend& be, const kern::StepScalars* step, std::vector<Launch>& out) const {
   const kern::OpTable* ops = &be.ops();
   const kern::Context* ctx = &be.ctx();

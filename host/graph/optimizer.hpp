@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "cuae/executor.hpp"
@@ -31,6 +33,13 @@ class Optimizer {
   float* v(int entry) const { return at(v_, entry); }
   // Floats of one of the buffers (gradients, a moment).
   std::int64_t floats() const { return floats_; }
+  // Host copies by parameter (store entries, in the order given): the gradients, and the state as
+  // checkpoints name it: "opt.m.<name>" (Adam/AdamW), "opt.v.<name>".
+  std::vector<std::pair<std::string, Tensor>> gradients(const std::vector<int>& entries) const;
+  std::vector<std::pair<std::string, Tensor>> state(const std::vector<int>& entries) const;
+  // Loads the state tensors `tensors` holds (a checkpoint of another optimizer, or none: the rest
+  // keep their values).
+  void load_state(const std::map<std::string, Tensor>& tensors, const std::vector<int>& entries);
   // One update launch per group, reading lr, momentum and the bias corrections from `step`.
   void bind(const Backend& be, const kern::StepScalars* step, std::vector<Launch>& out) const;
 
@@ -40,6 +49,8 @@ class Optimizer {
     std::int64_t seg_offset = 0, offset = 0, n = 0, n_decay = 0;
   };
   float* at(float* buf, int entry) const;
+  // The state buffers with their checkpoint prefixes (m absent for SGD).
+  std::vector<std::pair<const char*, float*>> state_buffers() const;
 
   ParameterStore::Impl& store_;
   OptimizerConfig cfg_;

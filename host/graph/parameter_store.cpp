@@ -98,6 +98,23 @@ std::vector<int> ParameterStore::Impl::attach(const Graph& graph, std::uint64_t 
   return entry;
 }
 
+Tensor ParameterStore::Impl::download(const Shape& shape, const float* src) {
+  Tensor t(shape);
+  be.copy_to_host(t.data(), src, t.nbytes());
+  return t;
+}
+
+void ParameterStore::Impl::upload(const std::map<std::string, Tensor>& tensors, const std::string& name,
+                                  const Shape& shape, float* dst) {
+  auto it = tensors.find(name);
+  CUAE_CHECK(it != tensors.end(), "checkpoint has no tensor \"" + name + "\"");
+  CUAE_CHECK(it->second.shape() == shape && it->second.dtype() == DType::F32,
+             "checkpoint tensor \"" + name + "\" is " + shape_str(it->second.shape()) + " " +
+                 dtype_name(it->second.dtype()) + ", the model expects " + shape_str(shape) + " F32");
+  const Tensor host = it->second.device() == Device::CPU ? it->second : it->second.to(Device::CPU);
+  be.copy_to_device(dst, host.data(), host.nbytes());
+}
+
 ParameterStore::ParameterStore(Device device) : impl_(std::make_unique<Impl>(device)) {}
 ParameterStore::~ParameterStore() = default;
 
@@ -119,19 +136,11 @@ std::int64_t ParameterStore::floats() const {
 }
 
 Tensor ParameterStore::read(const std::string& name) {
-  const auto& e = impl_->at(name);
-  Tensor t(e.shape);
-  impl_->be.copy_to_host(t.data(), impl_->ptr(impl_->find(name)), t.nbytes());
-  return t;
+  return impl_->download(impl_->at(name).shape, impl_->ptr(impl_->find(name)));
 }
 
 void ParameterStore::write(const std::string& name, const Tensor& value) {
-  const auto& e = impl_->at(name);
-  CUAE_CHECK(value.shape() == e.shape && value.dtype() == DType::F32,
-             "parameter \"" + name + "\" is " + shape_str(e.shape) + " F32, the tensor written to it is " +
-                 shape_str(value.shape()) + " " + dtype_name(value.dtype()));
-  const Tensor host = value.device() == Device::CPU ? value : value.to(Device::CPU);
-  impl_->be.copy_to_device(impl_->ptr(impl_->find(name)), host.data(), host.nbytes());
+  impl_->upload({{name, value}}, name, impl_->at(name).shape, impl_->ptr(impl_->find(name)));
 }
 
 }  // namespace cuae

@@ -9,6 +9,7 @@
 
 #include "cuae/graph.hpp"
 #include "cuae/parameter_store.hpp"
+#include "cuae/tensor.hpp"
 #include "host/runtime/backend.hpp"
 
 namespace cuae {
@@ -41,6 +42,10 @@ struct ParameterStore::Impl {
   }
   int find(const std::string& name) const;  // -1 when absent
   const Entry& at(const std::string& name) const;  // throws naming it
+
+  // Host copy of `shape` floats at src; a checkpoint's tensor `name` (present, shape checked) into dst.
+  Tensor download(const Shape& shape, const float* src);
+  void upload(const std::map<std::string, Tensor>& tensors, const std::string& name, const Shape& shape, float* dst);
 
   Backend be;  // every executor of the store runs on it: one stream orders all their work
   std::vector<Entry> entries;

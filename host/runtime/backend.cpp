@@ -32,9 +32,6 @@ Backend::Backend(Device device) : device_(device) {
   // cuDNN is loaded at the first convolution (kernels/cuda/cudnn_handle.hpp), not here: every
   // other op runs on a machine whose cuDNN cannot be loaded.
   ctx_.cudnn = &cudnn_;
-  cudaEvent_t ev = nullptr;
-  CUAE_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-  event_ = ev;
   CUAE_CUDA_CHECK(cudaMalloc(&ctx_.workspace, kWorkspaceBytes));
   ctx_.workspace_bytes = kWorkspaceBytes;
   void* scratch = nullptr;
@@ -49,7 +46,6 @@ Backend::~Backend() {
   cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.stream));
   cudaFree(ctx_.scratch);
   cudaFree(ctx_.workspace);
-  cudaEventDestroy(static_cast<cudaEvent_t>(event_));
   kern::cuda::release_cudnn(cudnn_);
   cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.blaslt));
   cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.stream));
@@ -149,15 +145,6 @@ std::unique_ptr<Backend::Captured> Backend::capture(const std::function<void()>&
 
 void Backend::replay(const Captured& c) {
   CUAE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(c.exec_), static_cast<cudaStream_t>(ctx_.stream)));
-}
-
-void Backend::mark() {
-  if (device_ == Device::CUDA)
-    CUAE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), static_cast<cudaStream_t>(ctx_.stream)));
-}
-
-void Backend::wait_mark() {
-  if (device_ == Device::CUDA) CUAE_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
 }
 
 void Backend::synchronize() {

@@ -60,18 +60,11 @@ class Backend {
   std::unique_ptr<Captured> capture(const std::function<void()>& enqueue);
   void replay(const Captured& c);
 
-  // Marks the point reached on the stream so far; wait_mark() blocks until the stream has passed it
-  // (e.g. a host-to-device copy has read its source, so the host buffer may be refilled) without
-  // waiting for work enqueued after the mark.
-  void mark();
-  void wait_mark();
-
  private:
   Device device_;
   const kern::OpTable* ops_;
   kern::Context ctx_;
   kern::CudnnSlot cudnn_;  // ctx_.cudnn points here; the handle is made at the first convolution
-  void* event_ = nullptr;  // cudaEvent_t of mark()
 };
 
 }  // namespace cuae

@@ -72,12 +72,15 @@ class CUAE_API Executor {
   const MemoryReport& memory() const;
   const std::shared_ptr<ParameterStore>& store() const;
 
-  // Copies a batch (host or device tensor, same shape as the input) into the input's buffer. On
-  // CUDA the copy from host memory is asynchronous (overlapping earlier work when the memory is
-  // pinned): keep the host memory unchanged until wait_inputs_read() returns.
+  // Copies a batch (host or device tensor, same shape as the input) into the input. On CUDA a host
+  // batch travels on a copy stream of its own, overlapping the step in flight, and the next
+  // forward()/train_step() moves it into place: from pinned memory (Backend-allocated, or an image
+  // stream's buffers) the copy engine reads it directly, so keep it unchanged until
+  // wait_inputs_read() returns; pageable memory is copied by the host into pinned staging first
+  // and may be reused as soon as set_input returns.
   void set_input(const std::string& name, const Tensor& batch);
-  // Blocks until every set_input() so far has read its host memory (not until the steps after it
-  // have run), so a host buffer can be refilled while the device computes.
+  // Blocks until every set_input() so far has read its host memory: not until the steps before it
+  // have run, so a host buffer can be refilled while the device computes.
   void wait_inputs_read();
   // Fills the input with rows source[index[begin + r]] for each of its rows, on the device: source
   // ([N, features] F32) and index ([M] I32) must live on the executor's device, so a shuffled
