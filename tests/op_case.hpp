@@ -131,6 +131,11 @@ inline double act_d(kern::Act a, double z, double slope) {
 // Float backward vs double central differences of the double forward. The step h = 1e-4 leaves
 // truncation error ~h²·f‴/6 ~ 1e-9 and rounding ~1e-16·|L|/h ~ 1e-11, so the comparison measures
 // the float backward alone (largest measured over the op tests: 7.4e-7).
+// CUDA against the CPU with TF32 allowed (OpCase::tf32, [train] precision = "tf32"): TF32 rounds
+// both operands of each product to 10 mantissa bits (relative error up to 2^-11 ≈ 4.9e-4 each), so
+// a product is off by up to ~1e-3 of its magnitude and a sum of them, with random signs, by a few
+// 1e-4 of the magnitude sum; 5e-3 of the normalised error is the documented TF32 tolerance.
+inline constexpr double kCudaTf32Tol = 5e-3;
 inline constexpr double kGradRelTol = 1e-5;
 inline constexpr double kGradStep = 1e-4;
 // The kink allowance may skip at most this fraction of the checked points, so it cannot hide a

@@ -64,7 +64,6 @@ constexpr double kRefOptDeltaTol = 5e-5;
 // CUDA vs CPU. Not measured yet (no GPU on the machine this was written on): set from the
 // arithmetic, looser than the CPU ones because both sides now carry float error.
 constexpr double kCudaGemmTol = 1e-5;      // fp32 GEMMs that differ in summation order: ~sqrt(k)·2^-24
-constexpr double kCudaGemmTf32Tol = 5e-3;  // TF32 rounds inputs to 10 mantissa bits (2^-11 ≈ 5e-4 each)
 // dense_forward variant 2 with GELU: y comes from cuBLASLt's GELU epilogue, a tanh form whose tanh
 // need not be tanhf. Were it the hardware tanh.approx.f32 (relative error up to 2^-10.99), y would
 // be off by up to |½·z·Δtanh| ≈ 2.5e-4·|z|: about 2.5e-4 of the output's magnitude, so 1e-3 holds
@@ -244,7 +243,7 @@ class DenseForwardCase : public OpCase {
   std::vector<Slot> make_slots(std::uint32_t seed) const override {
     DenseInputs in = dense_inputs(s_, bias_, seed);
     const std::size_t mn = static_cast<std::size_t>(s_.m) * s_.n;
-    const double tol = tf32_ ? kCudaGemmTf32Tol : kCudaGemmTol;
+    const double tol = tf32_ ? kCudaTf32Tol : kCudaGemmTol;
     if (bias_off_) in.b.insert(in.b.begin(), 1e3f);  // a value that would show if it were read as b[0]
     return {input_slot("x", in.x), input_slot("w", in.w), bias_ ? input_slot("b", in.b) : null_slot("b"), output_slot("y", mn, tol),
             want_z_ ? output_slot("z", mn, tol) : null_slot("z")};
@@ -347,7 +346,7 @@ class DenseBackwardCase : public OpCase {
     f.slope = kLeakySlope;
     cpu::dense_forward(Context{}, f);
     const std::vector<float> dy = uniform(mn, seed + 1);
-    const double tol = tf32_ ? kCudaGemmTf32Tol : kCudaGemmTol;
+    const double tol = tf32_ ? kCudaTf32Tol : kCudaGemmTol;
     const bool needs_y = act_ != Act::Identity && act_ != Act::GELU;
     std::vector<Slot> s;
     s.push_back(input_slot("dy", dy));

@@ -335,13 +335,14 @@ TEST_P(ConvOps, CudaMatchesCpu) {
 
 class ForwardCase : public OpCase {
  public:
-  ForwardCase(Op op, ConvGeom g, Act act, bool bias, bool want_z)
-      : op_(op), g_(g), act_(act), bias_(bias), want_z_(want_z || act == Act::GELU) {}
+  ForwardCase(Op op, ConvGeom g, Act act, bool bias, bool want_z, bool tf32 = false)
+      : op_(op), g_(g), act_(act), bias_(bias), want_z_(want_z || act == Act::GELU), tf32_(tf32) {}
 
   std::string name() const override {
     return op_name(op_, false) + "_" + geom_tag(g_) + "_" + act_name(act_) + (bias_ ? "_bias" : "_nobias") +
-           (want_z_ ? "_z" : "");
+           (want_z_ ? "_z" : "") + (tf32_ ? "_tf32" : "");
   }
+  bool tf32() const override { return tf32_; }
 
   // On CUDA every variant (production choice, cuDNN, our direct kernels) must match the CPU.
   std::vector<int> variants() const override {
@@ -357,8 +358,8 @@ class ForwardCase : public OpCase {
     return {input_slot("x", in.x),
             input_slot("w", in.w),
             bias_ ? input_slot("b", in.b) : null_slot("b"),
-            output_slot("y", n_out, kCudaTol),
-            want_z_ ? output_slot("z", n_out, kCudaTol) : null_slot("z"),
+            output_slot("y", n_out, cuda_tol_),
+            want_z_ ? output_slot("z", n_out, cuda_tol_) : null_slot("z"),
             workspace_slot(g_, forward_pass(op_))};
   }
 
@@ -416,7 +417,8 @@ class ForwardCase : public OpCase {
   Op op_;
   ConvGeom g_;
   Act act_;
-  bool bias_, want_z_;
+  bool bias_, want_z_, tf32_;
+  double cuda_tol_ = tf32_ ? kCudaTf32Tol : kCudaTol;
 };
 
 // ---- backward ------------------------------------------------------------------------------
@@ -436,11 +438,13 @@ const Grads kGrads[] = {
 
 class BackwardCase : public OpCase {
  public:
-  BackwardCase(Op op, ConvGeom g, Act act, Grads v) : op_(op), g_(g), act_(act), v_(v) {}
+  BackwardCase(Op op, ConvGeom g, Act act, Grads v, bool tf32 = false)
+      : op_(op), g_(g), act_(act), v_(v), tf32_(tf32) {}
 
   std::string name() const override {
-    return op_name(op_, true) + "_" + geom_tag(g_) + "_" + act_name(act_) + "_" + v_.tag;
+    return op_name(op_, true) + "_" + geom_tag(g_) + "_" + act_name(act_) + "_" + v_.tag + (tf32_ ? "_tf32" : "");
   }
+  bool tf32() const override { return tf32_; }
 
   // Slots: 0 dy, 1 y, 2 z, 3 x, 4 w, 5 dz, 6 dx, 7 dw, 8 db, 9 ws. y and z come from the double
   // forward (with a bias) rounded to float, consistent as in training; y is passed only where the
@@ -465,7 +469,8 @@ class BackwardCase : public OpCase {
     // Accumulating destinations start from random values (not NaN), as a value used twice would.
     auto grad = [&](const char* nm, bool present, bool acc, std::size_t n, std::uint32_t sd) {
       if (!present) return null_slot(nm);
-      return acc ? inout_slot(nm, uniform(n, sd), kCudaTol) : output_slot(nm, n, kCudaTol);
+      const double tol = tf32_ ? kCudaTf32Tol : kCudaTol;
+      return acc ? inout_slot(nm, uniform(n, sd), tol) : output_slot(nm, n, tol);
     };
     s.push_back(grad("dx", v_.dx, v_.acc_dx, in_size(op_, g_), seed + 2));
     s.push_back(grad("dw", v_.dw, v_.acc_dw, w_size(g_), seed + 3));
@@ -556,6 +561,7 @@ class BackwardCase : public OpCase {
   ConvGeom g_;
   Act act_;
   Grads v_;
+  bool tf32_;
 };
 
 // ---- the cases -----------------------------------------------------------------------------
@@ -639,6 +645,16 @@ std::vector<CasePtr> op_cases() {
                                                 Act::ReLU, true, true));
   cases.push_back(std::make_shared<ForwardCase>(Op::Deconv, deconv_geom(1, 3, 2, 768, 4, 2, 2, 2, 2, 0, 0, 1, 1, 0, 0),
                                                 Act::Sigmoid, true, false));
+  // TF32 allowed (cuDNN's tensor-op math where it ranks first), held to kCudaTf32Tol: a first
+  // layer, a wide 3x3 and the chunked geometries of each op, forward and written backward.
+  for (const ConvGeom& g : {conv_geometries()[11], conv_geometries()[14], conv_geometries().back()}) {
+    cases.push_back(std::make_shared<ForwardCase>(Op::Conv, g, Act::ReLU, true, true, true));
+    cases.push_back(std::make_shared<BackwardCase>(Op::Conv, g, Act::ReLU, kGrads[0], true));
+  }
+  for (const ConvGeom& g : {deconv_geometries()[0], deconv_geometries()[13], deconv_geometries().back()}) {
+    cases.push_back(std::make_shared<ForwardCase>(Op::Deconv, g, Act::Sigmoid, true, false, true));
+    cases.push_back(std::make_shared<BackwardCase>(Op::Deconv, g, Act::Sigmoid, kGrads[1], true));
+  }
   // Every activation on one strided geometry of each op, forward and backward.
   const ConvGeom gc = conv_geom(2, 9, 8, 3, 6, 3, 3, 2, 2, 1, 1, 1, 1);
   const ConvGeom gd = deconv_geom(2, 4, 5, 6, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1);
