@@ -6,13 +6,18 @@
 //   - the VAE of configs/vae.toml (784-400-20) beside the plain autoencoder of the same shape, and
 //     the convolutional VAE of configs/conv-vae.toml.
 //
+// Each case runs with the whole step captured as a CUDA graph and replayed (the default:
+// train/<case>/<fp32|tf32>) and, under train/<case>/<fp32|tf32>/eager, with every launch enqueued
+// one by one ([train] cuda_graph = false): the difference is the launch overhead the graph saves.
+//
 // A step is timed on the executor's own stream by synchronising around a run of steps (the loss
 // stays on the device: no per-step host sync), median of the repetitions; the steps run on a
 // fixed batch already on the device, so data loading is not part of the figure.
 //
 // --cuae_quick runs the cases bench/peer/train_peer.py trains in PyTorch (the deep autoencoder at
 // batch 256 and 4096, the 3x128x128 conv autoencoder; fp32 and TF32), under the same names, so
-// scripts/gpu/summarize.py sets each beside its peer.
+// scripts/gpu/summarize.py sets each beside its peer, and the eager rows of the batch-256 deep
+// autoencoder (the launch-bound case).
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -49,9 +54,10 @@ struct Case {
   std::string toml;
   int batch;
   bool quick;  // in the --cuae_quick set: the models bench/peer/train_peer.py trains in PyTorch
+  bool quick_eager = false;  // ... and its eager rows too
 };
 
-void bm_train(benchmark::State& st, const Case& c, bool tf32) {
+void bm_train(benchmark::State& st, const Case& c, bool tf32, bool graph) {
   try {
     Config cfg = parse_config(c.toml, c.name);
     cfg.train.batch_size = c.batch;
@@ -63,11 +69,12 @@ void bm_train(benchmark::State& st, const Case& c, bool tf32) {
     o.training = true;
     o.optimizer = cfg.optimizer;
     o.tf32 = tf32;
+    o.cuda_graph = graph;
     Executor ex(m.graph, o);
     const std::int64_t d = cfg.model.layers.front();
     const Tensor x = Tensor::from(random_vec(static_cast<std::size_t>(c.batch * d), 7, 0.0f, 1.0f), {c.batch, d}).to(Device::CUDA);
     ex.set_input("x", x);
-    for (int i = 0; i < 3; ++i) ex.train_step();
+    for (int i = 0; i < 3; ++i) ex.train_step();  // the second captures the step, the third replays it
     ex.synchronize();
     std::size_t free1 = 0;
     CUAE_CUDA_CHECK(cudaMemGetInfo(&free1, &total));
@@ -100,7 +107,7 @@ const char* kDeepModel =
 void register_all() {
   const std::vector<Case> cases = {
       {"conv_1x28x28", conv_model(1, 28, 30, kMnistBlocks), 256, false},
-      {"dense_deep_784", kDeepModel, 256, true},
+      {"dense_deep_784", kDeepModel, 256, true, true},
       {"dense_deep_784_b4096", kDeepModel, 4096, true},
       {"conv_3x128x128", conv_model(3, 128, 256, kLargeBlocks), 64, true},
       {"conv_3x256x256", conv_model(3, 256, 256, kLargeBlocks), 16, false},
@@ -114,14 +121,17 @@ void register_all() {
   };
   for (const Case& c : cases) {
     if (g_opt.quick && !c.quick) continue;
-    for (bool tf32 : {false, true})
-      benchmark::RegisterBenchmark(("train/" + c.name + (tf32 ? "/tf32" : "/fp32")).c_str(),
-                                   [c, tf32](benchmark::State& st) { bm_train(st, c, tf32); })
-          ->UseManualTime()
-          ->Unit(benchmark::kMillisecond)
-          ->Repetitions(g_opt.reps)
-          ->ReportAggregatesOnly(true)
-          ->MinTime(g_opt.min_time);
+    for (bool graph : {true, false}) {
+      if (!graph && g_opt.quick && !c.quick_eager) continue;
+      for (bool tf32 : {false, true})
+        benchmark::RegisterBenchmark(("train/" + c.name + (tf32 ? "/tf32" : "/fp32") + (graph ? "" : "/eager")).c_str(),
+                                     [c, tf32, graph](benchmark::State& st) { bm_train(st, c, tf32, graph); })
+            ->UseManualTime()
+            ->Unit(benchmark::kMillisecond)
+            ->Repetitions(g_opt.reps)
+            ->ReportAggregatesOnly(true)
+            ->MinTime(g_opt.min_time);
+    }
   }
 }
 
