@@ -163,7 +163,12 @@ TEST(ParameterStore, MismatchesNameTheParameterOrSetting) {
   tf32.tf32 = true;
   EXPECT_THROW(Executor(model_graph(false), tf32, store), Error);
   EXPECT_THROW(store->read("nope"), Error);
-  EXPECT_THROW(store->write("w2", Tensor({6, 4})), Error);
+  try {
+    store->write("w2", Tensor({6, 4}));
+    ADD_FAILURE() << "a tensor of another shape was written";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("written to parameter \"w2\""), std::string::npos) << e.what();
+  }
   store->write("w2", Tensor::from(std::vector<float>(24, 0.5f), {4, 6}));
   EXPECT_EQ(model.read("w2").values(), std::vector<float>(24, 0.5f));
 }

@@ -53,8 +53,8 @@ struct Step {
   std::function<Launch(const Binder&)> bind;
 };
 
-// Where a buffer lives: the planned arena, the flat parameter or gradient buffers, or the scalar
-// block of the loss terms.
+// Where a buffer lives: the planned arena, a parameter (the executor's parameter store), a
+// parameter's gradient (the training executor's optimizer), or the scalar block of the loss terms.
 enum class Where { Arena, Param, Grad, Scalar };
 
 struct Buf {
@@ -62,7 +62,7 @@ struct Buf {
   Shape shape;
   std::int64_t numel = 0;
   Where where = Where::Arena;
-  std::size_t offset = 0;  // bytes into the arena; floats into the flat/scalar buffers
+  std::size_t offset = 0;  // bytes into the arena; floats into the scalar block (Param, Grad: unused)
   bool keep = false;       // live for the whole step (inputs, marked outputs)
 };
 

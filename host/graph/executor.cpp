@@ -72,7 +72,6 @@ struct Executor::Impl {
     be->free(ring);
   }
 
-  std::vector<Buf>& bufs() { return comp->bufs(); }
   const Buf& buf(int b) const { return comp->bufs()[static_cast<std::size_t>(b)]; }
   float* ptr(int b) const {
     if (b < 0) return nullptr;

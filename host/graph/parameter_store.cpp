@@ -104,15 +104,19 @@ Tensor ParameterStore::Impl::download(const Shape& shape, const float* src) {
   return t;
 }
 
+void ParameterStore::Impl::upload(const std::string& what, const Tensor& value, const Shape& shape, float* dst) {
+  CUAE_CHECK(value.shape() == shape && value.dtype() == DType::F32,
+             what + " is " + shape_str(value.shape()) + " " + dtype_name(value.dtype()) + ", the model expects " +
+                 shape_str(shape) + " F32");
+  const Tensor host = value.device() == Device::CPU ? value : value.to(Device::CPU);
+  be.copy_to_device(dst, host.data(), host.nbytes());
+}
+
 void ParameterStore::Impl::upload(const std::map<std::string, Tensor>& tensors, const std::string& name,
                                   const Shape& shape, float* dst) {
   auto it = tensors.find(name);
   CUAE_CHECK(it != tensors.end(), "checkpoint has no tensor \"" + name + "\"");
-  CUAE_CHECK(it->second.shape() == shape && it->second.dtype() == DType::F32,
-             "checkpoint tensor \"" + name + "\" is " + shape_str(it->second.shape()) + " " +
-                 dtype_name(it->second.dtype()) + ", the model expects " + shape_str(shape) + " F32");
-  const Tensor host = it->second.device() == Device::CPU ? it->second : it->second.to(Device::CPU);
-  be.copy_to_device(dst, host.data(), host.nbytes());
+  upload("checkpoint tensor \"" + name + "\"", it->second, shape, dst);
 }
 
 ParameterStore::ParameterStore(Device device) : impl_(std::make_unique<Impl>(device)) {}
@@ -140,7 +144,8 @@ Tensor ParameterStore::read(const std::string& name) {
 }
 
 void ParameterStore::write(const std::string& name, const Tensor& value) {
-  impl_->upload({{name, value}}, name, impl_->at(name).shape, impl_->ptr(impl_->find(name)));
+  impl_->upload("the tensor written to parameter \"" + name + "\"", value, impl_->at(name).shape,
+                impl_->ptr(impl_->find(name)));
 }
 
 }  // namespace cuae

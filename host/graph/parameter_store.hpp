@@ -43,8 +43,11 @@ struct ParameterStore::Impl {
   int find(const std::string& name) const;  // -1 when absent
   const Entry& at(const std::string& name) const;  // throws naming it
 
-  // Host copy of `shape` floats at src; a checkpoint's tensor `name` (present, shape checked) into dst.
+  // Host copy of `shape` floats at src.
   Tensor download(const Shape& shape, const float* src);
+  // value (F32, `shape`, else an error naming `what`) into dst.
+  void upload(const std::string& what, const Tensor& value, const Shape& shape, float* dst);
+  // A checkpoint's tensor `name` (present, else an error naming it) into dst.
   void upload(const std::map<std::string, Tensor>& tensors, const std::string& name, const Shape& shape, float* dst);
 
   Backend be;  // every executor of the store runs on it: one stream orders all their work
