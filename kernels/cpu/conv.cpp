@@ -32,8 +32,8 @@
 #include <string>
 #include <vector>
 
-#include "kernels/act_math.hpp"
 #include "kernels/conv_common.hpp"
+#include "kernels/cpu/epilogue.hpp"
 #include "kernels/cpu/parallel.hpp"
 #include "kernels/ops.hpp"
 
@@ -46,8 +46,6 @@ using i64 = std::int64_t;
 // The im2col buffer's ceiling. A chunk this size keeps each GEMM thousands of rows tall (efficient)
 // while the buffer can still sit largely in the last-level cache between im2col and the GEMM.
 constexpr i64 kColBudgetBytes = i64{8} << 20;
-// Rows per block of the bias gradient's partial sums (fixed, so the sum order is too).
-constexpr i64 kBiasBlockRows = 256;
 // Filter-gradient columns per single-threaded GEMM (see filter_grad_gemm).
 constexpr int kFilterGradCols = 64;
 
@@ -182,50 +180,6 @@ void fill_zero(float* p, i64 count) {
   for (i64 i = 0; i < count; ++i) p[i] = 0.0f;
 }
 
-// y [rows, ch] holds the GEMM result; y = act(y + b), z = y + b when wanted.
-void bias_act_epilogue(float* y, float* z, const float* b, i64 rows, int ch, Act act, float slope) {
-#pragma omp parallel for schedule(static) if (rows * ch >= kParallelMin)
-  for (i64 i = 0; i < rows; ++i) {
-    float* yr = y + i * ch;
-    float* zr = z ? z + i * ch : nullptr;
-    for (int j = 0; j < ch; ++j) {
-      const float v = yr[j] + (b ? b[j] : 0.0f);
-      if (zr) zr[j] = v;
-      yr[j] = act_forward(act, v, slope);
-    }
-  }
-}
-
-// dz = dy ⊙ act'(y, z) over [rows, ch], and db (+)= Σ_rows dz when db is wanted. The bias sums run
-// in double over fixed blocks of rows, and the blocks are added in order: the same result for any
-// thread count.
-void act_backward_bias(const float* dy, const float* y, const float* z, float* dz, float* db, bool acc_db,
-                       i64 rows, int ch, Act act, float slope) {
-  const i64 blocks = (rows + kBiasBlockRows - 1) / kBiasBlockRows;
-  std::vector<double> partial(db ? static_cast<std::size_t>(blocks) * ch : 0, 0.0);
-#pragma omp parallel for schedule(static) if (rows * ch >= kParallelMin)
-  for (i64 blk = 0; blk < blocks; ++blk) {
-    double* part = db ? partial.data() + blk * ch : nullptr;
-    const i64 end = std::min(rows, (blk + 1) * kBiasBlockRows);
-    for (i64 i = blk * kBiasBlockRows; i < end; ++i) {
-      const i64 row = i * ch;
-      for (int j = 0; j < ch; ++j) {
-        const i64 e = row + j;
-        // identity reads neither y nor z, GELU only z
-        const float d = dy[e] * act_derivative(act, y ? y[e] : 0.0f, z ? z[e] : 0.0f, slope);
-        dz[e] = d;
-        if (part) part[j] += d;
-      }
-    }
-  }
-  if (!db) return;
-  for (int j = 0; j < ch; ++j) {
-    double s = acc_db ? static_cast<double>(db[j]) : 0.0;
-    for (i64 blk = 0; blk < blocks; ++blk) s += partial[static_cast<std::size_t>(blk * ch + j)];
-    db[j] = static_cast<float>(s);
-  }
-}
-
 // dW[k, cols] = beta·dW + Aᵀ·B with A [m, k] and B [m, cols] (row strides lda, ldb): the filter
 // gradient, a GEMM with few rows and a long inner dimension m. Threaded by OpenBLAS, this shape
 // gives results that change with the thread count (measured: tests/test_ops_conv.cpp,
@@ -268,7 +222,7 @@ void conv2d_forward(const Context&, const ConvForward& a) {
                   static_cast<int>(K_cols), a.w, static_cast<int>(K_cols), 0.0f, a.y + row0 * g.q * g.k, g.k);
     }
   }
-  bias_act_epilogue(a.y, a.z, a.b, out_rows, g.k, a.act, a.slope);
+  bias_act_rows(a.y, a.z, a.b, out_rows, g.k, a.act, a.slope);
 }
 
 void conv2d_backward(const Context&, const ConvBackward& a) {
@@ -336,7 +290,7 @@ void deconv2d_forward(const Context&, const DeconvForward& a) {
       col2im_add(col, g, row0, row1, th, tw, a.y);
     }
   }
-  bias_act_epilogue(a.y, a.z, a.b, out_rows, g.c, a.act, a.slope);
+  bias_act_rows(a.y, a.z, a.b, out_rows, g.c, a.act, a.slope);
 }
 
 void deconv2d_backward(const Context&, const DeconvBackward& a) {

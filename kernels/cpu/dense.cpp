@@ -1,6 +1,7 @@
 // CPU reference for the dense layer: the oracle the CUDA kernels are tested against, so it is
 // written to be obviously right rather than fast. The GEMMs go to OpenBLAS (a naive triple loop
-// would make the model tests crawl); everything around them is a plain loop.
+// would make the model tests crawl); the passes around them are kernels/cpu/epilogue's plain loops
+// (shared with the convolutions).
 //
 // Row-major throughout. With W stored [n,k] (w_kn false):
 //   Y[m,n]  = X[m,k]·Wᵀ                 dW[n,k] = dZᵀ·X        dX[m,k] = dZ·W[n,k]
@@ -8,10 +9,7 @@
 //   Y[m,n]  = X[m,k]·W                  dW[k,n] = Xᵀ·dZ        dX[m,k] = dZ·Wᵀ
 #include <cblas.h>
 
-#include <vector>
-
-#include "kernels/act_math.hpp"
-#include "kernels/cpu/parallel.hpp"
+#include "kernels/cpu/epilogue.hpp"
 #include "kernels/ops.hpp"
 #include "kernels/validate.hpp"
 
@@ -24,43 +22,15 @@ void dense_forward(const Context&, const DenseForward& a) {
   // before (the tests poison it with NaN) cannot leak into the result.
   cblas_sgemm(CblasRowMajor, CblasNoTrans, a.w_kn ? CblasNoTrans : CblasTrans, m, n, k, 1.0f, a.x, k, a.w,
               a.w_kn ? n : k, 0.0f, a.y, n);
-  // Epilogue: bias, keep z if asked, activation. Rows are independent.
-#pragma omp parallel for schedule(static) if (static_cast<std::int64_t>(m) * n >= kParallelMin)
-  for (int i = 0; i < m; ++i) {
-    float* yrow = a.y + static_cast<std::size_t>(i) * n;
-    float* zrow = a.z ? a.z + static_cast<std::size_t>(i) * n : nullptr;
-    for (int j = 0; j < n; ++j) {
-      const float z = yrow[j] + (a.b ? a.b[j] : 0.0f);
-      if (zrow) zrow[j] = z;
-      yrow[j] = act_forward(a.act, z, a.slope);
-    }
-  }
+  bias_act_rows(a.y, a.z, a.b, m, n, a.act, a.slope);  // bias, z if asked, activation
 }
 
 void dense_backward(const Context&, const DenseBackward& a) {
   validate(a);
   const int m = a.m, n = a.n, k = a.k;
-  // One pass over dY: dZ = dY ⊙ act'(y, z), and the column sums of dZ for db. The sums are kept in
-  // double so the oracle's db is more accurate than anything it is compared against. The loop
-  // runs down the rows in order (not in parallel): it is O(m·n) next to the O(m·n·k) GEMMs.
-  std::vector<double> colsum(a.db ? n : 0, 0.0);
-  for (int i = 0; i < m; ++i) {
-    const std::size_t row = static_cast<std::size_t>(i) * n;
-    for (int j = 0; j < n; ++j) {
-      const std::size_t e = row + j;
-      const float y = a.y ? a.y[e] : 0.0f;  // identity reads neither y nor z, GELU only z
-      const float z = a.z ? a.z[e] : 0.0f;
-      const float dz = a.dy[e] * act_derivative(a.act, y, z, a.slope);
-      a.dz[e] = dz;
-      if (a.db) colsum[j] += dz;
-    }
-  }
-  if (a.db) {
-    for (int j = 0; j < n; ++j) {
-      const double prev = a.acc_db ? static_cast<double>(a.db[j]) : 0.0;
-      a.db[j] = static_cast<float>(prev + colsum[j]);
-    }
-  }
+  // One pass over dY: dZ = dY ⊙ act'(y, z), and the column sums of dZ for db, kept in double so the
+  // oracle's db is more accurate than anything it is compared against.
+  act_backward_bias(a.dy, a.y, a.z, a.dz, a.db, a.acc_db, m, n, a.act, a.slope);
   if (a.dw) {
     const float beta = a.acc_dw ? 1.0f : 0.0f;
     if (a.w_kn)  // dW[k,n] = Xᵀ·dZ

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "host/runtime/check.hpp"
+#include "kernels/dispatch.hpp"
 #include "kernels/ops.hpp"
 
 namespace cuae::kern::cuda::launch {
@@ -41,36 +42,9 @@ inline int grid_for(const Context& ctx, std::int64_t work, int threads, int wave
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; }
 
-// Calls f(std::integral_constant<Act, A>{}) for the run-time activation a, so each kernel is
-// instantiated per activation and its inner loop carries no switch.
-template <class F>
-void dispatch_act(Act a, F&& f) {
-  switch (a) {
-    case Act::Identity: f(std::integral_constant<Act, Act::Identity>{}); return;
-    case Act::ReLU: f(std::integral_constant<Act, Act::ReLU>{}); return;
-    case Act::LeakyReLU: f(std::integral_constant<Act, Act::LeakyReLU>{}); return;
-    case Act::Sigmoid: f(std::integral_constant<Act, Act::Sigmoid>{}); return;
-    case Act::Tanh: f(std::integral_constant<Act, Act::Tanh>{}); return;
-    case Act::GELU: f(std::integral_constant<Act, Act::GELU>{}); return;
-  }
-  ::cuae::fail_at(__FILE__, __LINE__, "unknown activation " + std::to_string(static_cast<int>(a)));
-}
-
-// Calls f(std::bool_constant<b>{}) for the run-time flag b (a kernel template per flag value).
-template <class F>
-void dispatch_bool(bool b, F&& f) {
-  if (b) f(std::true_type{});
-  else f(std::false_type{});
-}
-
-template <class F>
-void dispatch_loss(LossKind k, F&& f) {
-  switch (k) {
-    case LossKind::MSE: f(std::integral_constant<LossKind, LossKind::MSE>{}); return;
-    case LossKind::L1: f(std::integral_constant<LossKind, LossKind::L1>{}); return;
-    case LossKind::BCEWithLogits: f(std::integral_constant<LossKind, LossKind::BCEWithLogits>{}); return;
-  }
-  ::cuae::fail_at(__FILE__, __LINE__, "unknown loss kind " + std::to_string(static_cast<int>(k)));
-}
+// The compile-time dispatch of kernels/dispatch.hpp, shared with the CPU backend.
+using kern::dispatch_act;
+using kern::dispatch_bool;
+using kern::dispatch_loss;
 
 }  // namespace cuae::kern::cuda::launch
