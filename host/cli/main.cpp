@@ -223,7 +223,8 @@ int cmd_train(const Args& a) {
               static_cast<long long>(stream ? stream->size()
                                      : cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size())
                                                                : train.size()),
-              cuae::device_name(dev), cfg.train.epochs, cfg.train.batch_size, cuae::optimizer_name(cfg.optimizer.type),
+              dev == cuae::Device::CPU ? ("cpu (" + cuae::cpu_backend_description() + ")").c_str() : cuae::device_name(dev),
+              cfg.train.epochs, cfg.train.batch_size, cuae::optimizer_name(cfg.optimizer.type),
               static_cast<double>(cfg.optimizer.lr));
   fs::create_directories(cfg.output.dir);
   const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();

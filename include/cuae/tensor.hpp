@@ -39,6 +39,9 @@ CUAE_API bool cuda_available();
 // Why cuda_available() is false (empty when it is true): no driver, no device, or a driver too old
 // for the CUDA runtime cuae was built with (both versions named).
 CUAE_API std::string cuda_unavailable_reason();
+// What the CPU backend runs on: its thread count and the GEMM library's kernels, e.g.
+// "2 threads, OpenBLAS 0.3.21 SkylakeX kernels" (OPENBLAS_CORETYPE chooses them; see the README).
+CUAE_API std::string cpu_backend_description();
 
 // Host memory for buffers the device copies from: page-locked (pinned) when `device` is CUDA, so
 // host-to-device copies run asynchronously at full bus speed; plain 256-byte-aligned memory for the

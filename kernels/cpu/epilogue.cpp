@@ -30,25 +30,52 @@ void bias_act_rows(float* y, float* z, const float* b, i64 rows, int ch, Act act
   });
 }
 
+namespace {
+
+// dz = dy · act'(y, z) over a contiguous range of elements; y or z may be null where the
+// activation does not read it (the dispatch below passes a dummy pointer instead, so the loop
+// has no branch per element and vectorizes).
+template <Act A>
+void act_backward_range(const float* dy, const float* y, const float* z, float* dz, i64 count, float slope) {
+#pragma omp simd
+  for (i64 e = 0; e < count; ++e) dz[e] = dy[e] * act_derivative(A, y[e], z[e], slope);
+}
+
+// part[j] += Σ_rows m[row, j] in double, for a block of rows (a fixed order: the result does not
+// depend on the thread count).
+void add_column_sums(const float* m, i64 rows, int ch, double* part) {
+  if (ch == 1) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (i64 i = 0; i < rows; ++i) s += static_cast<double>(m[i]);
+    part[0] += s;
+    return;
+  }
+  for (i64 i = 0; i < rows; ++i) {
+    const float* r = m + i * ch;
+#pragma omp simd
+    for (int j = 0; j < ch; ++j) part[j] += static_cast<double>(r[j]);
+  }
+}
+
+}  // namespace
+
 void act_backward_bias(const float* dy, const float* y, const float* z, float* dz, float* db, bool acc_db, i64 rows,
                        int ch, Act act, float slope) {
   const i64 blocks = (rows + kBiasBlockRows - 1) / kBiasBlockRows;
   std::vector<double> partial(db ? static_cast<std::size_t>(blocks) * ch : 0, 0.0);
+  // An activation that does not read y (or z) gets dy in its place: any readable array of the
+  // same length will do, and the value is ignored.
+  const float* ys = y ? y : dy;
+  const float* zs = z ? z : dy;
   dispatch_act(act, [&](auto c) {
     constexpr Act A = decltype(c)::value;
 #pragma omp parallel for schedule(static) if (rows * ch >= kParallelMin)
     for (i64 blk = 0; blk < blocks; ++blk) {
-      double* part = db ? partial.data() + blk * ch : nullptr;
-      const i64 end = std::min(rows, (blk + 1) * kBiasBlockRows);
-      for (i64 i = blk * kBiasBlockRows; i < end; ++i) {
-        const i64 row = i * ch;
-        for (int j = 0; j < ch; ++j) {
-          const i64 e = row + j;
-          const float d = dy[e] * act_derivative(A, y ? y[e] : 0.0f, z ? z[e] : 0.0f, slope);
-          dz[e] = d;
-          if (part) part[j] += d;
-        }
-      }
+      const i64 r0 = blk * kBiasBlockRows, r1 = std::min(rows, r0 + kBiasBlockRows);
+      const i64 e0 = r0 * ch, count = (r1 - r0) * ch;
+      act_backward_range<A>(dy + e0, ys + e0, zs + e0, dz + e0, count, slope);
+      if (db) add_column_sums(dz + e0, r1 - r0, ch, partial.data() + blk * ch);
     }
   });
   if (!db) return;
