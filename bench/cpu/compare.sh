@@ -8,6 +8,10 @@
 #   bench/cpu/compare.sh                 # configs/deep.toml and configs/conv.toml, 3 rounds each
 #   ROUNDS=5 MAX_TRAIN=60000 bench/cpu/compare.sh deep
 #
+# cuae's GEMMs run in OpenBLAS, whose kernels OPENBLAS_CORETYPE can force (its start-up line names
+# them); PyTorch's run in its own libraries (MKL, oneDNN), which pick theirs from the CPU's features.
+# The header line records the variable, since it can change cuae's figures by more than 1.5x.
+#
 # PyTorch comes from PyPI into a virtual environment this script makes (VENV, default
 # build/cpu-bench-venv): torch without its CUDA dependency packages (the CPU is all it uses here),
 # plus the pure-Python packages it imports. Needs a built cuae (scripts/build.sh).
@@ -53,7 +57,8 @@ run_model() {  # model config lr
 }
 
 torch_version=$("$VENV/bin/python" -c "import torch; print(torch.__version__)")
-echo "cuae $(git rev-parse --short HEAD), PyTorch $torch_version, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)"
+echo "cuae $(git rev-parse --short HEAD), PyTorch $torch_version, $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)," \
+  "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} (cuae's GEMM kernels; PyTorch uses its own)"
 models=("${@:-deep conv}")
 for m in ${models[@]}; do
   case $m in
