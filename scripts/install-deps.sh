@@ -10,6 +10,7 @@ pkgs=(
   libjpeg-dev libstb-dev           # image datasets: JPEG decoding, resampling
   libtomlplusplus-dev              # config files (TOML)
   nlohmann-json3-dev               # safetensors headers (JSON)
+  libcli11-dev                     # the command line's parser
   libgtest-dev libbenchmark-dev    # tests, benchmarks
   dataset-fashion-mnist            # the default training data
 )

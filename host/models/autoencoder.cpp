@@ -20,6 +20,9 @@ namespace {
 constexpr std::int64_t kInferBatch = 500;
 constexpr const char* kFormat = "cuae-checkpoint-1";
 using Clock = std::chrono::steady_clock;
+// The divergence rule of run_training.
+constexpr double kDivergeFactor = 1000.0;
+constexpr int kDivergeReports = 3;
 }  // namespace
 
 struct Autoencoder::State {
@@ -290,11 +293,16 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
   std::int64_t best_step = 0;
   std::map<std::string, Tensor> best;
   bool stop = false;
+  // Divergence: the reported loss above kDivergeFactor times its lowest report so far, for
+  // kDivergeReports reports in a row (see TrainProgress in autoencoder.hpp).
+  double lowest_report = INFINITY;
+  int diverging = 0;
   for (int e = 0; e < epochs && !stop; ++e) {
     src.begin(S.epochs_done);
     double epoch_sum = 0.0;
     std::int64_t epoch_count = 0;
-    auto t_last = Clock::now();
+    const auto t_epoch = Clock::now();
+    auto t_last = t_epoch;
     std::int64_t steps_last = 0;
     double last_loss = 0.0;
     // Drains the losses so far and reports; at the epoch's end also validates.
@@ -308,7 +316,16 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
                       ", step " + std::to_string(s) + " (lower optimizer.lr?)");
       epoch_sum += sum;
       epoch_count += static_cast<std::int64_t>(losses.size());
-      if (!losses.empty()) last_loss = sum / static_cast<double>(losses.size());
+      if (!losses.empty()) {
+        last_loss = sum / static_cast<double>(losses.size());
+        diverging = lowest_report > 0.0 && last_loss > kDivergeFactor * lowest_report ? diverging + 1 : 0;
+        lowest_report = std::min(lowest_report, last_loss);
+        if (diverging >= kDivergeReports)
+          throw Error("training diverged: the loss has been above " + std::to_string(static_cast<int>(kDivergeFactor)) +
+                      " times its lowest report (" + std::to_string(lowest_report) + ") for " +
+                      std::to_string(kDivergeReports) + " reports, now " + std::to_string(last_loss) + " at epoch " +
+                      std::to_string(S.epochs_done + 1) + ", step " + std::to_string(s) + " (lower [optimizer] lr?)");
+      }
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - t_last).count();
       const double elapsed = std::chrono::duration<double>(now - t0).count();
@@ -321,6 +338,8 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       p.loss = last_loss;
       p.epoch_loss = epoch_count ? epoch_sum / static_cast<double>(epoch_count) : 0.0;
       p.images_per_sec = dt > 0 ? static_cast<double>(steps_last * batch) / dt : 0.0;
+      const double de = std::chrono::duration<double>(now - t_epoch).count();
+      p.epoch_images_per_sec = de > 0 ? static_cast<double>(s * batch) / de : 0.0;
       p.elapsed_sec = elapsed;
       p.eta_sec = done ? elapsed / static_cast<double>(done) * static_cast<double>(std::max<std::int64_t>(total - done, 0)) : 0.0;
       p.epoch_end = end;

@@ -106,6 +106,9 @@ struct CUAE_API VaeBounds {
   std::int64_t images = 0;
 };
 
+// train() reports through this every [train] log_every steps and at each epoch's end. Training
+// stops with cuae::Error when a step's loss is not finite, or when it diverges: the reported loss
+// above 1000 times its lowest report so far for 3 reports in a row.
 struct CUAE_API TrainProgress {
   int epoch = 0, epochs = 0;           // 1-based epoch
   std::int64_t step = 0;               // step within the epoch (1-based)
@@ -120,7 +123,8 @@ struct CUAE_API TrainProgress {
   bool improved = false;
   bool stopping = false;
   int best_epoch = 0;
-  double images_per_sec = 0.0;
+  double images_per_sec = 0.0;        // since the last report
+  double epoch_images_per_sec = 0.0;  // since the epoch began
   double elapsed_sec = 0.0;
   double eta_sec = 0.0;
   bool epoch_end = false;

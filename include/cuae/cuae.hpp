@@ -1,6 +1,7 @@
 // cuae — autoencoders on NVIDIA GPUs. One include for the whole public API.
 #pragma once
 
+#include "cuae/analysis.hpp"
 #include "cuae/autoencoder.hpp"
 #include "cuae/config.hpp"
 #include "cuae/data.hpp"

@@ -1,0 +1,276 @@
+// cuae train and cuae pretrain: the commands that produce models.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/cli/common.hpp"
+
+namespace fs = std::filesystem;
+
+namespace cuae::cli {
+
+namespace {
+
+// What train and pretrain take from the command line over the config.
+struct RunOptions {
+  std::string config, device, out;
+  int epochs = 0;
+  std::int64_t max_train = 0;
+  bool force = false;
+};
+
+void add_run_options(CLI::App* cmd, RunOptions& o, const char* epochs_help) {
+  cmd->add_option("--config", o.config, "the TOML config file")->required()->check(CLI::ExistingFile);
+  add_device_option(cmd, o.device);
+  cmd->add_option("--epochs", o.epochs, epochs_help)->check(CLI::Range(1, 1000000));
+  cmd->add_option("--max-train", o.max_train, "train on the first N training images only")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
+  cmd->add_option("--out", o.out, "the output folder (default: the config's [output] dir)");
+  cmd->add_flag("--force", o.force, "write into an output folder that holds another run's files");
+}
+
+// The config with the command line's overrides applied (--epochs: [pretrain] epochs when
+// pretraining, else [train] epochs).
+Config run_config(CLI::App* cmd, const RunOptions& o, bool pretraining) {
+  Config cfg = load_config(o.config);
+  if (cmd->count("--device")) cfg.train.device = o.device;
+  if (cmd->count("--epochs")) (pretraining ? cfg.pretrain.epochs : cfg.train.epochs) = o.epochs;
+  if (cmd->count("--max-train")) cfg.train.max_train = o.max_train;
+  if (cmd->count("--out")) cfg.output.dir = o.out;
+  return cfg;
+}
+
+// Makes the output folder. One that already holds a run's files is refused unless --force: a new
+// run must not overwrite another's checkpoint or truncate its metrics. Temporary files left by a
+// killed run's atomic writes (NAME.tmp.PID) are removed.
+void prepare_output_dir(const std::string& dir, const std::vector<std::string>& outputs, bool force) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(dir + ": cannot create the output folder: " + ec.message());
+  std::string found;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp.") != std::string::npos) {
+      fs::remove(entry.path(), ec);
+      continue;
+    }
+    for (const auto& o : outputs)
+      if (name == o) found += (found.empty() ? "" : ", ") + name;
+  }
+  if (!found.empty() && !force)
+    throw Error(dir + " holds another run's files (" + found +
+                "): choose another output folder (--out), or pass --force to overwrite them");
+}
+
+// Streamed training data: decoded on background threads into pinned batch buffers while the
+// device trains; the validation split (the last files) is decoded into memory once.
+struct Stream {
+  std::unique_ptr<ImageStream> stream;
+  Tensor validation;
+};
+
+Stream open_stream(const Config& cfg, Device dev) {
+  Stream s;
+  std::vector<std::string> files = list_images(cfg.data.train_dir);
+  if (cfg.train.max_train > 0 && static_cast<std::int64_t>(files.size()) > cfg.train.max_train)
+    files.resize(static_cast<std::size_t>(cfg.train.max_train));
+  const ImageSpec spec = image_spec(cfg);
+  const auto n_val = cfg.train.validation > 0.0
+                         ? std::max<std::size_t>(1, static_cast<std::size_t>(static_cast<double>(files.size()) * cfg.train.validation))
+                         : 0;
+  if (n_val) {
+    std::vector<std::string> val(files.end() - static_cast<std::ptrdiff_t>(n_val), files.end());
+    files.resize(files.size() - n_val);
+    // The validation images follow [data] on_error as the training images do.
+    std::vector<std::vector<float>> decoded;
+    for (const auto& f : val) {
+      try {
+        decoded.push_back(decode_image(f, spec));
+      } catch (const Error&) {
+        if (bad_image_policy(cfg) == BadImagePolicy::Stop) throw;
+        std::fprintf(stderr, "cuae: skipping unreadable validation image %s\n", f.c_str());
+      }
+    }
+    if (decoded.empty()) throw Error(cfg.data.train_dir + ": none of the " + std::to_string(val.size()) + " validation images could be read");
+    s.validation = Tensor({static_cast<std::int64_t>(decoded.size()), spec.features()});
+    for (std::size_t i = 0; i < decoded.size(); ++i)
+      std::copy(decoded[i].begin(), decoded[i].end(), s.validation.f32() + static_cast<std::int64_t>(i) * spec.features());
+  }
+  ImageStreamOptions so;
+  so.threads = cfg.data.threads;
+  so.prefetch = cfg.data.prefetch;
+  so.seed = cfg.train.seed;
+  so.drop_last = true;
+  BatchAllocator alloc{[dev](std::size_t b) { return alloc_host_buffer(b, dev); },
+                       [dev](void* p) { free_host_buffer(p, dev); }};
+  s.stream = std::make_unique<ImageStream>(std::move(files), spec, cfg.train.batch_size, bad_image_policy(cfg), so, alloc);
+  return s;
+}
+
+void load_init(Autoencoder& ae, const std::string& init) {
+  SafetensorsFile f = load_safetensors(init);
+  std::map<std::string, Tensor> params;
+  for (auto& [k, v] : f.tensors)
+    if (k.rfind("opt.", 0) != 0) params[k] = v;
+  try {
+    ae.load_parameters(params);
+  } catch (const Error& e) {
+    throw Error(init + ": " + e.what());
+  }
+  std::printf("cuae: starting from the parameters in %s\n", init.c_str());
+}
+
+ReconMetrics pca_baseline(const Dataset& train, const Dataset& test, int k) {
+  const Pca p = fit_pca(train.images, k);
+  return reconstruction_metrics(test.images, pca_reconstruct(p, test.images));
+}
+
+void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
+  const Config cfg = run_config(cmd, o, false);
+  const Device dev = resolve_device(cfg.train.device);
+  Data data = load_data(cfg);
+  Dataset& train = data.train;
+  const Dataset& test = data.test;
+  Stream stream;
+  if (cfg.data.stream) {
+    stream = open_stream(cfg, dev);
+    train.name = cfg.data.train_dir + " (streamed)";
+  }
+  prepare_output_dir(cfg.output.dir, {"checkpoint.safetensors", "best.safetensors", "metrics.csv", "reconstructions.png"},
+                     o.force);
+  Autoencoder ae(cfg, dev);
+  if (!init.empty()) load_init(ae, init);
+  const std::int64_t images = stream.stream ? stream.stream->size()
+                              : cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size())
+                                                        : train.size();
+  const std::string where = dev == Device::CPU ? "cpu (" + cpu_backend_description() + ")" : device_name(dev);
+  std::printf("cuae: training %s autoencoder %s (%lld parameters) on %s (%lld images) on %s, %d epochs, batch %d, %s lr %g\n",
+              cfg.model.type.c_str(), layer_string(cfg.model).c_str(), static_cast<long long>(ae.parameter_count()),
+              train.name.c_str(), static_cast<long long>(images), where.c_str(), cfg.train.epochs, cfg.train.batch_size,
+              optimizer_name(cfg.optimizer.type), static_cast<double>(cfg.optimizer.lr));
+  const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();
+  std::ofstream csv(csv_path);
+  if (!csv) throw Error(csv_path + ": cannot write");
+  csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
+  const std::string best_path = (fs::path(cfg.output.dir) / "best.safetensors").string();
+  bool first = true;
+  const auto on_progress = [&](const TrainProgress& p) {
+    if (first) {
+      const auto m = ae.memory();
+      std::printf("  memory: arena %.1f MiB (one buffer per value: %.1f MiB), parameters %.1f MiB, optimizer state %.1f MiB\n",
+                  m.arena_bytes / 1048576.0, m.naive_bytes / 1048576.0, m.param_bytes / 1048576.0, m.state_bytes / 1048576.0);
+      first = false;
+    }
+    std::printf("  epoch %d/%d  step %5lld/%lld  loss %10.4f  %9.0f img/s  elapsed %s  left %s\n", p.epoch, p.epochs,
+                static_cast<long long>(p.step), static_cast<long long>(p.steps_per_epoch), p.loss, p.images_per_sec,
+                fmt_time(p.elapsed_sec).c_str(), fmt_time(p.eta_sec).c_str());
+    if (p.epoch_end) {
+      const double test_loss = ae.loss(test.images);
+      if (p.val_loss >= 0.0) {
+        std::printf("  epoch %d done: train loss %.4f, validation loss %.4f%s, test loss %.4f\n", p.epoch, p.epoch_loss,
+                    p.val_loss, p.improved ? " (best)" : "", test_loss);
+        // The best model so far, written atomically: a run stopped at any point keeps it.
+        if (p.improved) ae.save(best_path);
+        if (p.stopping)
+          std::printf("  early stopping: no better validation loss for %d epochs; keeping epoch %d\n", cfg.train.patience,
+                      p.best_epoch);
+      } else {
+        std::printf("  epoch %d done: train loss %.4f, test loss %.4f\n", p.epoch, p.epoch_loss, test_loss);
+      }
+      csv << p.epoch << "," << p.epoch_loss << ",";
+      if (p.val_loss >= 0.0) csv << p.val_loss;
+      csv << "," << test_loss << "," << p.epoch_images_per_sec << "," << p.elapsed_sec << "\n";
+      csv.flush();
+    }
+    std::fflush(stdout);
+  };
+  if (stream.stream) {
+    ae.train(*stream.stream, stream.validation, on_progress);
+    if (stream.stream->skipped())
+      std::printf("  skipped %lld unreadable images in the last epoch\n", static_cast<long long>(stream.stream->skipped()));
+  } else {
+    ae.train(train, on_progress);
+  }
+  const std::string ckpt = (fs::path(cfg.output.dir) / "checkpoint.safetensors").string();
+  ae.save(ckpt);
+  const Tensor recon = ae.reconstruct(test.images);
+  const ReconMetrics m = reconstruction_metrics(test.images, recon);
+  const int k = static_cast<int>(cfg.model.layers.back());
+  const std::string png = (fs::path(cfg.output.dir) / "reconstructions.png").string();
+  write_reconstruction_grid(png, test, recon);
+  std::printf("test reconstruction error (%lld images):\n", static_cast<long long>(m.images));
+  print_metrics("autoencoder", m);
+  // PCA with as many components as the code is the linear baseline of an undercomplete code; an
+  // overcomplete code (sparse and denoising models) has none.
+  if (k < test.features() && train.size() > 0 && test.features() <= 4096) {
+    const ReconMetrics pca = pca_baseline(train, test, k);
+    print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
+    if (pca.mse_per_pixel > 0.0)
+      std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - m.mse_per_pixel / pca.mse_per_pixel),
+                  m.mse_per_pixel < pca.mse_per_pixel ? "below" : "above");
+  }
+  std::printf("wrote %s, %s, %s\n", ckpt.c_str(), png.c_str(), csv_path.c_str());
+}
+
+void pretrain(CLI::App* cmd, const RunOptions& o) {
+  const Config cfg = run_config(cmd, o, true);
+  const Device dev = resolve_device(cfg.train.device);
+  const Data data = load_data(cfg);
+  if (cfg.data.stream) throw Error(o.config + ": [data] stream: pretraining reads its data into memory; set stream = false");
+  prepare_output_dir(cfg.output.dir, {"pretrained.safetensors"}, o.force);
+  const bool rbm = cfg.pretrain.method == "rbm";
+  std::printf("cuae: pretraining %s layer by layer (%s, %d epochs per layer, batch %d) on %s on %s\n",
+              layer_string(cfg.model).c_str(), rbm ? "RBMs, contrastive divergence" : "denoising autoencoders",
+              cfg.pretrain.epochs, cfg.pretrain.batch_size, data.train.name.c_str(), device_name(dev));
+  const auto stack = pretrain_stack(cfg, data.train, dev, [&](const PretrainProgress& p) {
+    const auto in = static_cast<long long>(cfg.model.layers[p.layer]), out = static_cast<long long>(cfg.model.layers[p.layer + 1]);
+    if (rbm)
+      std::printf("  layer %d/%d (%lld -> %lld)  epoch %2d/%d  reconstruction error %9.4f  free energy train %10.3f  "
+                  "held-out %10.3f  elapsed %s\n",
+                  p.layer + 1, p.layers, in, out, p.epoch, p.epochs, p.recon_error, p.free_energy_train,
+                  p.free_energy_heldout, fmt_time(p.elapsed_sec).c_str());
+    else
+      std::printf("  layer %d/%d (%lld -> %lld)  epoch %2d/%d  denoising loss %9.4f  elapsed %s\n", p.layer + 1, p.layers, in,
+                  out, p.epoch, p.epochs, p.recon_error, fmt_time(p.elapsed_sec).c_str());
+    std::fflush(stdout);
+  });
+  const std::string path = (fs::path(cfg.output.dir) / "pretrained.safetensors").string();
+  std::vector<std::pair<std::string, Tensor>> tensors(stack.begin(), stack.end());
+  save_safetensors(path, tensors, {{"format", "cuae-pretrained-1"}, {"config", to_toml(cfg)}});
+  // What the unrolled, not yet fine-tuned network reconstructs.
+  Autoencoder ae(cfg, dev);
+  ae.load_parameters(stack);
+  std::printf("unrolled, before fine-tuning, test reconstruction error:\n");
+  print_metrics("pretrained stack", ae.evaluate(data.test.images));
+  std::printf("wrote %s (fine-tune with: cuae train --config %s --init %s)\n", path.c_str(), o.config.c_str(), path.c_str());
+}
+
+}  // namespace
+
+void add_training_commands(CLI::App& app) {
+  auto train_opts = std::make_shared<RunOptions>();
+  auto init = std::make_shared<std::string>();
+  CLI::App* t = app.add_subcommand("train", "train an autoencoder from a config");
+  t->footer(
+      "Writes DIR/checkpoint.safetensors, DIR/reconstructions.png and DIR/metrics.csv, and reports the test "
+      "reconstruction error beside the PCA baseline. With [train] validation and patience: early stopping and "
+      "DIR/best.safetensors.");
+  add_run_options(t, *train_opts, "epochs to train (overrides [train] epochs)");
+  t->add_option("--init", *init, "start from the parameters of a checkpoint or a pretrained stack")->check(CLI::ExistingFile);
+  t->callback([t, train_opts, init] { train(t, *train_opts, *init); });
+
+  auto pre_opts = std::make_shared<RunOptions>();
+  CLI::App* p = app.add_subcommand("pretrain", "greedy layer-wise pretraining of a deep model");
+  p->footer(
+      "[pretrain]: RBMs by contrastive divergence or denoising autoencoders, one layer after another. Writes "
+      "DIR/pretrained.safetensors, the unrolled autoencoder's parameters, for train --init.");
+  add_run_options(p, *pre_opts, "epochs per layer (overrides [pretrain] epochs)");
+  p->callback([p, pre_opts] { pretrain(p, *pre_opts); });
+}
+
+}  // namespace cuae::cli
