@@ -45,8 +45,18 @@ Config run_config(CLI::App* cmd, const RunOptions& o, bool pretraining) {
   return cfg;
 }
 
-// Makes the output folder. One that already holds a run's files is refused unless --force: a new
-// run must not overwrite another's checkpoint or truncate its metrics. Temporary files left by a
+// True when a metrics.csv holds more than its header: a run got as far as an epoch.
+bool has_metrics_rows(const fs::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  int lines = 0;
+  while (lines < 2 && std::getline(in, line)) ++lines;
+  return lines > 1;
+}
+
+// Makes the output folder. One that already holds a run's results is refused unless --force: a new
+// run must not overwrite another's checkpoint or truncate its metrics (a metrics.csv with only its
+// header, from a run that failed before its first epoch, is no result). Temporary files left by a
 // killed run's atomic writes (NAME.tmp.PID) are removed.
 void prepare_output_dir(const std::string& dir, const std::vector<std::string>& outputs, bool force) {
   std::error_code ec;
@@ -60,7 +70,7 @@ void prepare_output_dir(const std::string& dir, const std::vector<std::string>& 
       continue;
     }
     for (const auto& o : outputs)
-      if (name == o) found += (found.empty() ? "" : ", ") + name;
+      if (name == o && (name != "metrics.csv" || has_metrics_rows(entry.path()))) found += (found.empty() ? "" : ", ") + name;
   }
   if (!found.empty() && !force)
     throw Error(dir + " holds another run's files (" + found +
@@ -141,7 +151,7 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
     stream = open_stream(cfg, dev);
     train.name = cfg.data.train_dir + " (streamed)";
   }
-  prepare_output_dir(cfg.output.dir, {"checkpoint.safetensors", "best.safetensors", "metrics.csv", "reconstructions.png"},
+  prepare_output_dir(cfg.output.dir, {"checkpoint.safetensors", "best.safetensors", "metrics.csv"},
                      o.force);
   Autoencoder ae(cfg, dev);
   if (!init.empty()) load_init(ae, init);

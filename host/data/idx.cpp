@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cerrno>
 #include <cstdint>
@@ -245,6 +246,8 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
     for (std::int64_t i = 0, e = d.images.numel(); i < e; ++i) p[i] = p[i] / 255.0f;
   }
   d.name = base_name(images_path);
+  // Integer pixels are finite by construction; floating-point files may hold NaN or Inf.
+  if (img.type->code == 0x0D || img.type->code == 0x0E) check_pixels(d.images, images_path, false);
 
   if (!labels_path.empty()) {
     IdxArray lab = read_idx_array(labels_path);
@@ -272,6 +275,29 @@ Dataset load_fashion_mnist(const std::string& dir, bool train) {
 std::string default_fashion_mnist_dir() {
   if (const char* env = std::getenv("CUAE_FASHION_MNIST_DIR"); env && *env) return env;
   return "/usr/share/datasets/fashion-mnist";
+}
+
+void check_pixels(const Tensor& images, const std::string& origin, bool unit_interval) {
+  if (images.rank() != 2) throw Error(origin + ": images must be [N, D], got " + shape_str(images.shape()));
+  const std::int64_t n = images.dim(0), d = images.dim(1);
+  const float* p = images.f32();
+  std::int64_t bad = 0, first = -1;
+  float value = 0.0f;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* row = p + i * d;
+    bool ok = true;
+    for (std::int64_t j = 0; j < d && ok; ++j) {
+      const float v = row[j];
+      ok = std::isfinite(v) && (!unit_interval || (v >= 0.0f && v <= 1.0f));
+      if (!ok && bad == 0) value = v;
+    }
+    if (!ok && bad++ == 0) first = i;
+  }
+  if (bad == 0) return;
+  const bool finite = std::isfinite(value);
+  throw Error(origin + ": image " + std::to_string(first) + " holds " + (finite ? "the value " : "") +
+              std::to_string(value) + (finite ? ", outside [0, 1] (the bce loss compares pixels as probabilities)" : "") +
+              "; " + std::to_string(bad) + " of " + std::to_string(n) + " images have such values");
 }
 
 Dataset subset(const Dataset& d, std::int64_t begin, std::int64_t count) {

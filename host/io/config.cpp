@@ -1,7 +1,10 @@
 #include "cuae/config.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -9,6 +12,12 @@
 namespace cuae {
 
 namespace {
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 // Reads typed keys from one table and remembers which keys exist, so leftovers are reported.
 class TableReader {
@@ -33,13 +42,23 @@ class TableReader {
       if (!n->is_string()) fail(key, "expected a string");
       out = n->as_string()->get();
     } else if constexpr (std::is_floating_point_v<T>) {
-      if (n->is_integer()) out = static_cast<T>(n->as_integer()->get());
-      else if (n->is_floating_point()) out = static_cast<T>(n->as_floating_point()->get());
+      // No setting means anything as inf or nan, and a value beyond the type's range would
+      // become one: both are refused here, naming the key, before any use.
+      double v = 0.0;
+      if (n->is_integer()) v = static_cast<double>(n->as_integer()->get());
+      else if (n->is_floating_point()) v = n->as_floating_point()->get();
       else fail(key, "expected a number");
+      if (!std::isfinite(v)) fail(key, "expected a finite number, got " + number(v));
+      if (std::abs(v) > static_cast<double>(std::numeric_limits<T>::max()))
+        fail(key, number(v) + " is beyond the range of a " + (sizeof(T) == 4 ? "32" : "64") + "-bit float");
+      out = static_cast<T>(v);
     } else {
       if (!n->is_integer()) fail(key, "expected an integer");
       const auto v = n->as_integer()->get();
       if (v < 0) fail(key, "expected a non-negative integer, got " + std::to_string(v));
+      // Checked before narrowing: 4294967297 must not become 1 in a 32-bit field.
+      if (static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
+        fail(key, std::to_string(v) + " is too large (at most " + std::to_string(std::numeric_limits<T>::max()) + ")");
       out = static_cast<T>(v);
     }
   }
@@ -55,7 +74,10 @@ class TableReader {
     for (const auto& e : *a) {
       if (!e.is_integer()) fail(key, "expected an array of integers");
       const auto v = e.as_integer()->get();
-      if (v <= 0) fail(key, "layer widths must be positive, got " + std::to_string(v));
+      if (v <= 0) fail(key, "widths must be positive, got " + std::to_string(v));
+      if (v > std::numeric_limits<std::int32_t>::max())
+        fail(key, "width " + std::to_string(v) + " is too large (at most " +
+                      std::to_string(std::numeric_limits<std::int32_t>::max()) + ")");
       out.push_back(v);
     }
   }
@@ -65,14 +87,17 @@ class TableReader {
   // A key read by other means (an array of tables), so finish() does not report it.
   void mark(const char* key) { seen_.insert(key); }
 
-  // An integer that may be negative (-1 = "automatic").
-  void get_signed(const char* key, int& out) {
+  // An integer that may also be -1 ("automatic", `meaning` says what that is).
+  void get_or_auto(const char* key, int& out, const char* meaning) {
     seen_.insert(key);
     if (!t_) return;
     const toml::node* n = t_->get(key);
     if (!n) return;
     if (!n->is_integer()) fail(key, "expected an integer");
-    out = static_cast<int>(n->as_integer()->get());
+    const auto v = n->as_integer()->get();
+    if (v < -1 || v > std::numeric_limits<int>::max())
+      fail(key, "expected -1 (" + std::string(meaning) + ") or a non-negative integer, got " + std::to_string(v));
+    out = static_cast<int>(v);
   }
 
   void finish() const {
@@ -143,7 +168,7 @@ Config parse_config(const std::string& text, const std::string& origin) {
           b.get("channels", blk.channels);
           b.get("kernel", blk.kernel);
           b.get("stride", blk.stride);
-          b.get_signed("padding", blk.padding);
+          b.get_or_auto("padding", blk.padding, "\"same\" padding");
           b.get("dilation", blk.dilation);
           b.get("output_padding", blk.output_padding);
           b.get("pool", blk.pool);

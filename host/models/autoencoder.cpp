@@ -4,8 +4,11 @@
 #include "cuae/autoencoder.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -23,6 +26,30 @@ using Clock = std::chrono::steady_clock;
 // The divergence rule of run_training.
 constexpr double kDivergeFactor = 1000.0;
 constexpr int kDivergeReports = 3;
+// Every float tensor finite: a checkpoint with NaN or Inf weights would evaluate to nan, or be
+// trained on and written again.
+void check_finite(const std::map<std::string, Tensor>& tensors, const std::string& origin) {
+  for (const auto& [name, t] : tensors) {
+    if (t.dtype() != DType::F32 || t.device() != Device::CPU) continue;
+    const float* p = t.f32();
+    std::int64_t bad = 0, first = -1;
+    for (std::int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (!std::isfinite(p[i]) && bad++ == 0) first = i;
+    if (bad)
+      throw Error(origin + ": tensor \"" + name + "\" holds " + std::to_string(bad) + " non-finite values (the first at index " +
+                  std::to_string(first) + ": " + std::to_string(p[first]) + ")");
+  }
+}
+
+// A checkpoint's integer metadata, all of it digits.
+std::int64_t meta_integer(const std::string& path, const char* key, const std::string& text, std::int64_t max) {
+  std::int64_t v = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || v < 0 || v > max)
+    throw Error(path + ": __metadata__ " + key + " is \"" + text + "\", not an integer in [0, " + std::to_string(max) + "]");
+  return v;
+}
+
 }  // namespace
 
 struct Autoencoder::State {
@@ -150,12 +177,9 @@ Autoencoder Autoencoder::load(const std::string& path, Device device) {
   auto s = std::make_unique<State>();
   s->cfg = parse_config(meta("config"), path + " [__metadata__.config]");
   s->device = device;
-  try {
-    s->loaded_step = std::stoll(meta("step"));
-    s->epochs_done = std::stoi(meta("epoch"));
-  } catch (const std::logic_error&) {
-    throw Error(path + ": __metadata__ step/epoch are not integers");
-  }
+  s->loaded_step = meta_integer(path, "step", meta("step"), std::numeric_limits<std::int64_t>::max());
+  s->epochs_done = static_cast<int>(meta_integer(path, "epoch", meta("epoch"), std::numeric_limits<int>::max()));
+  check_finite(f.tensors, path);
   s->loaded = std::move(f.tensors);
   Autoencoder ae(std::move(s));
   // Validate every parameter's presence and shape now rather than at first use.
@@ -210,14 +234,17 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
                                        " values per image, the model's input has " + std::to_string(d));
   std::int64_t n = data.size();
   if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
+  if (n == 0) throw Error("dataset \"" + data.name + "\" holds no images to train on");
+  check_pixels(subset(data, 0, n).images, data.name, cfg.loss.type == LossType::BCEWithLogits);
   // The validation split: the last images, never trained on.
   const std::int64_t n_val =
       cfg.train.validation > 0.0 ? std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * cfg.train.validation)) : 0;
   n -= n_val;
   const std::int64_t batch = cfg.train.batch_size;
-  CUAE_CHECK(n >= batch, "dataset \"" + data.name + "\" has " + std::to_string(n) + " training images" +
-                             (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
-                             ", fewer than one batch of " + std::to_string(batch));
+  if (n < batch)
+    throw Error("dataset \"" + data.name + "\" has " + std::to_string(n) + " training images" +
+                (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
+                ", fewer than one batch of " + std::to_string(batch) + " ([train] batch_size)");
   const Tensor val_images = n_val ? data.images.rows(n, n + n_val) : Tensor();
   ensure_trainer();
   // The whole training set lives on the device; each step gathers its shuffled rows there.
@@ -320,11 +347,15 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
         last_loss = sum / static_cast<double>(losses.size());
         diverging = lowest_report > 0.0 && last_loss > kDivergeFactor * lowest_report ? diverging + 1 : 0;
         lowest_report = std::min(lowest_report, last_loss);
-        if (diverging >= kDivergeReports)
-          throw Error("training diverged: the loss has been above " + std::to_string(static_cast<int>(kDivergeFactor)) +
-                      " times its lowest report (" + std::to_string(lowest_report) + ") for " +
-                      std::to_string(kDivergeReports) + " reports, now " + std::to_string(last_loss) + " at epoch " +
-                      std::to_string(S.epochs_done + 1) + ", step " + std::to_string(s) + " (lower [optimizer] lr?)");
+        if (diverging >= kDivergeReports) {
+          char msg[256];
+          std::snprintf(msg, sizeof msg,
+                        "training diverged: the loss has been above %g times its lowest report (%g) for %d reports, now "
+                        "%g at epoch %d, step %lld (lower [optimizer] lr?)",
+                        kDivergeFactor, lowest_report, kDivergeReports, last_loss, S.epochs_done + 1,
+                        static_cast<long long>(s));
+          throw Error(msg);
+        }
       }
       const auto now = Clock::now();
       const double dt = std::chrono::duration<double>(now - t_last).count();
@@ -480,6 +511,7 @@ std::vector<std::pair<std::string, Tensor>> Autoencoder::parameters() {
 
 void Autoencoder::load_parameters(const std::map<std::string, Tensor>& tensors) {
   State& S = *s_;
+  check_finite(tensors, "load_parameters");
   if (S.trainer) {
     S.trainer->load(tensors, S.trainer->step());
   } else {

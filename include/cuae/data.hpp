@@ -62,6 +62,11 @@ CUAE_API Dataset load_fashion_mnist(const std::string& dir, bool train);
 // location used by the Debian package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 CUAE_API std::string default_fashion_mnist_dir();
 
+// Checks every pixel of images [N, D] (host float32): finite, and within [0, 1] when unit_interval
+// (what a BCE loss or a Bernoulli likelihood needs). Throws cuae::Error naming `origin`, the first
+// bad image (its row) and value, and how many images are bad.
+CUAE_API void check_pixels(const Tensor& images, const std::string& origin, bool unit_interval);
+
 // Samples [begin, begin+count) as a Dataset whose tensors are views sharing the parent's storage
 // (kept alive by the views; no copy). Throws cuae::Error if the range is outside [0, size()].
 CUAE_API Dataset subset(const Dataset& d, std::int64_t begin, std::int64_t count);

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# One bad input given to the cuae program: it must exit non-zero without a signal, print one error
+# line, and that line must name what is at fault (the file, key or option).
+#   test_bad_input.sh <path to cuae> <case>        (the cases: the `case` list below)
+set -uo pipefail
+cuae=$1
+case_name=$2
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 "$here/bad_input_fixtures.py" idx "$tmp" || exit 1
+
+# A small dense model on the IDX fixtures; extra TOML lines per table come as arguments.
+config() {  # MODEL_LINES TRAIN_LINES DATA_TEST OPTIMIZER_LINES LOSS
+  cat > "$tmp/c.toml" <<TOML
+[model]
+layers = ${LAYERS:-[784, 8]}
+${1:-}
+[loss]
+type = "${5:-mse}"
+[optimizer]
+type = "adam"
+${4:-}
+[train]
+batch_size = 16
+epochs = 1
+log_every = 1
+${2:-}
+[data]
+dataset = "idx"
+train_images = "$tmp/good.idx"
+test_images = "$tmp/${3:-good.idx}"
+[output]
+dir = "$tmp/run"
+TOML
+}
+
+# A real checkpoint to corrupt.
+checkpoint() {
+  config "" "" good.idx "" mse  # LAYERS from the environment, if set
+  "$cuae" train --config "$tmp/c.toml" --device cpu --out "$tmp/ck" >/dev/null 2>&1 || { echo "could not train the fixture"; exit 1; }
+}
+
+expect() {  # WHAT-MUST-BE-NAMED COMMAND...
+  local want=$1
+  shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  local err
+  err=$(cat "$tmp/err")
+  echo "exit $rc: $err"
+  if [[ $rc -eq 0 || $rc -ge 128 ]]; then echo "FAIL: exit $rc (want a non-zero exit without a signal)"; exit 1; fi
+  if [[ $(wc -l <"$tmp/err") -ne 1 ]]; then echo "FAIL: not one error line"; exit 1; fi
+  if [[ $err != *"$want"* ]]; then echo "FAIL: the error does not name \"$want\""; exit 1; fi
+}
+
+case $case_name in
+  empty_test_set)
+    config "" "" empty.idx
+    expect empty.idx "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  scatter_empty_test_set)
+    LAYERS="[784, 2]" checkpoint
+    python3 - "$tmp/ck/checkpoint.safetensors" "$tmp/empty.idx" <<'PY' || exit 1
+import json, struct, sys
+# The checkpoint's own config, pointed at the empty test set.
+p, empty = sys.argv[1], sys.argv[2]
+b = open(p, "rb").read(); n, = struct.unpack("<Q", b[:8]); h = json.loads(b[8:8 + n])
+cfg = h["__metadata__"]["config"]
+import re
+cfg = re.sub(r"test_images = ['\"][^'\"]*['\"]", 'test_images = "%s"' % empty, cfg)
+h["__metadata__"]["config"] = cfg
+raw = json.dumps(h).encode(); raw += b" " * (-len(raw) % 8)
+open(p, "wb").write(struct.pack("<Q", len(raw)) + raw + b[8 + n:])
+PY
+    expect empty.idx "$cuae" scatter --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu ;;
+  nan_pixels)
+    config "" "" nan.idx
+    expect nan.idx "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  pixels_outside_unit_interval_with_bce)
+    config 'output_activation = "sigmoid"' "" wide.idx "" bce
+    expect "outside [0, 1]" "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  idx_wrong_magic)
+    config "" "" badmagic.idx
+    expect "badmagic.idx" "$cuae" train --config "$tmp/c.toml" --device cpu
+    [[ $(cat "$tmp/err") != *trailing* ]] || { echo "FAIL: a wrong type code is reported as trailing bytes"; exit 1; } ;;
+  checkpoint_nonfinite_weight)
+    checkpoint
+    python3 "$here/bad_input_fixtures.py" checkpoint "$tmp/ck/checkpoint.safetensors" "$tmp/inf.safetensors" nan || exit 1
+    expect encoder.0.weight "$cuae" eval --checkpoint "$tmp/inf.safetensors" --device cpu ;;
+  init_nonfinite_weight)
+    checkpoint
+    python3 "$here/bad_input_fixtures.py" checkpoint "$tmp/ck/checkpoint.safetensors" "$tmp/inf.safetensors" nan || exit 1
+    config "" "" good.idx
+    expect encoder.0.weight "$cuae" train --config "$tmp/c.toml" --device cpu --init "$tmp/inf.safetensors"
+    [[ ! -e $tmp/run/checkpoint.safetensors ]] || { echo "FAIL: wrote a checkpoint"; exit 1; } ;;
+  checkpoint_bad_step)
+    checkpoint
+    python3 "$here/bad_input_fixtures.py" checkpoint "$tmp/ck/checkpoint.safetensors" "$tmp/step.safetensors" step || exit 1
+    expect 12abc "$cuae" eval --checkpoint "$tmp/step.safetensors" --device cpu ;;
+  batch_size_wraps)
+    config ""
+    sed -i 's/^batch_size = 16$/batch_size = 4294967297/' "$tmp/c.toml"
+    expect batch_size "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  epochs_wrap)
+    config ""
+    sed -i 's/^epochs = 1$/epochs = 2147483648/' "$tmp/c.toml"
+    expect epochs "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  epochs_option_overflows)
+    config ""
+    expect "--epochs" "$cuae" train --config "$tmp/c.toml" --device cpu --epochs 99999999999999999999 ;;
+  lr_inf)
+    config "" "" good.idx "lr = inf"
+    expect lr "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  eps_nan)
+    config "" "" good.idx "eps = nan"
+    expect eps "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  weight_decay_inf)
+    config "" "" good.idx "weight_decay = inf"
+    expect weight_decay "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  leaky_slope_inf)
+    config 'activation = "leaky_relu"
+leaky_slope = inf'
+    expect leaky_slope "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  lr_beyond_float)
+    config "" "" good.idx "lr = 1e300"
+    expect lr "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  conv_negative_padding)
+    cat > "$tmp/conv.toml" <<TOML
+[model]
+type = "conv"
+input = [1, 28, 28]
+code = 8
+[[model.encoder]]
+channels = 4
+kernel = 3
+padding = -5
+TOML
+    expect padding "$cuae" summary --config "$tmp/conv.toml" ;;
+  unknown_option)
+    config ""
+    expect "--epoch" "$cuae" train --config "$tmp/c.toml" --device cpu --epoch 3 ;;
+  unknown_command)
+    expect trian "$cuae" trian --config x ;;
+  missing_config_file)
+    expect nothere.toml "$cuae" train --config "$tmp/nothere.toml" ;;
+  bad_device_option)
+    config ""
+    expect "--device" "$cuae" train --config "$tmp/c.toml" --device gpu ;;
+  nan_option_value)
+    checkpoint
+    expect "--level" "$cuae" denoise --checkpoint "$tmp/ck/checkpoint.safetensors" --level nan ;;
+  occupied_output_folder)
+    checkpoint
+    config ""
+    expect "--force" "$cuae" train --config "$tmp/c.toml" --device cpu --out "$tmp/ck"
+    [[ $(cat "$tmp/err") == *"$tmp/ck"* ]] || { echo "FAIL: the folder is not named"; exit 1; } ;;
+  divergence)
+    config 'output_activation = "sigmoid"' "" good.idx "lr = 1e6" bce
+    sed -i 's/^epochs = 1$/epochs = 5/' "$tmp/c.toml"
+    expect diverged "$cuae" train --config "$tmp/c.toml" --device cpu
+    [[ ! -e $tmp/run/checkpoint.safetensors ]] || { echo "FAIL: wrote a checkpoint"; exit 1; } ;;
+  help_per_command)
+    for c in train pretrain eval summary sample interpolate scatter denoise encode version; do
+      "$cuae" "$c" --help >"$tmp/out" 2>&1 || { echo "FAIL: cuae $c --help exits non-zero"; cat "$tmp/out"; exit 1; }
+      grep -q "Usage: cuae $c" "$tmp/out" || { echo "FAIL: cuae $c --help prints no usage"; exit 1; }
+    done
+    echo "every command answers --help" ;;
+  *)
+    echo "unknown case $case_name"; exit 2 ;;
+esac
