@@ -251,7 +251,7 @@ TEST(Idx, TrailingGarbage) {
   write_plain(dir.file("g"), file);
   write_gz(dir.file("g.gz"), file);
   for (const char* name : {"g", "g.gz"})
-    expect_error([&] { cuae::read_idx(dir.file(name)); }, {dir.file(name), "3 bytes of trailing garbage", "4 bytes of data"});
+    expect_error([&] { cuae::read_idx(dir.file(name)); }, {dir.file(name), "3 more bytes follow", "4 bytes of data", "trailing garbage"});
 }
 
 TEST(Idx, ImplausibleDimensionsFailWithoutAllocating) {

@@ -182,8 +182,12 @@ IdxArray read_idx_array(const std::string& path) {
   std::size_t trailing = 0;
   for (std::size_t n; (n = in.read(extra, sizeof extra)) > 0;) trailing += n;
   if (trailing)
-    throw Error(path + ": " + std::to_string(trailing) + " bytes of trailing garbage after the " +
-                std::to_string(expected) + " bytes of data for " + out.type->name + " " + shape_str(out.shape));
+    // Extra bytes mean a damaged header as often as a damaged end: a rank byte that is too small
+    // reads the next dimensions as data. Both readings are given.
+    throw Error(path + ": the header (magic " + hex32(out.magic) + ": " + out.type->name + ", rank " +
+                std::to_string(out.shape.size()) + ", shape " + shape_str(out.shape) + ") describes " +
+                std::to_string(expected) + " bytes of data, but " + std::to_string(trailing) +
+                " more bytes follow them: a wrong rank or dimension in the header, or trailing garbage");
 
   out.values = Tensor(out.shape);
   float* dst = out.values.f32();

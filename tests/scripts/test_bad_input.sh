@@ -79,6 +79,11 @@ PY
   pixels_outside_unit_interval_with_bce)
     config 'output_activation = "sigmoid"' "" wide.idx "" bce
     expect "outside [0, 1]" "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  idx_wrong_rank_byte)
+    python3 -c "import sys; d = bytearray(open(sys.argv[1], 'rb').read()); d[3] = 1; open(sys.argv[2], 'wb').write(d)" \
+      "$tmp/good.idx" "$tmp/rank.idx" || exit 1
+    config "" "" rank.idx
+    expect "wrong rank" "$cuae" train --config "$tmp/c.toml" --device cpu ;;
   idx_wrong_magic)
     config "" "" badmagic.idx
     expect "badmagic.idx" "$cuae" train --config "$tmp/c.toml" --device cpu
