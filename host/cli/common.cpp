@@ -5,6 +5,11 @@
 
 namespace cuae::cli {
 
+int& exit_code() {
+  static int code = 0;
+  return code;
+}
+
 CLI::Validator finite_in(double lo, double hi) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {

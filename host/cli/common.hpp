@@ -22,6 +22,10 @@ void add_use_commands(CLI::App& app);         // denoise, encode
 // A number in [lo, hi]: unlike CLI::Range, NaN is refused too.
 CLI::Validator finite_in(double lo, double hi);
 
+// The program's exit status once the command returns (0 unless the command sets it, e.g. an
+// interrupted training run).
+int& exit_code();
+
 // --device auto|cpu|cuda into `device`.
 CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 

@@ -42,5 +42,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cuae: error: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return cuae::cli::exit_code();
 }

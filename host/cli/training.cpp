@@ -1,5 +1,6 @@
 // cuae train and cuae pretrain: the commands that produce models.
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,8 +25,9 @@ struct RunOptions {
   bool force = false;
 };
 
-void add_run_options(CLI::App* cmd, RunOptions& o, const char* epochs_help) {
-  cmd->add_option("--config", o.config, "the TOML config file")->required()->check(CLI::ExistingFile);
+void add_run_options(CLI::App* cmd, RunOptions& o, const char* epochs_help, bool config_required) {
+  CLI::Option* config = cmd->add_option("--config", o.config, "the TOML config file")->check(CLI::ExistingFile);
+  if (config_required) config->required();
   add_device_option(cmd, o.device);
   cmd->add_option("--epochs", o.epochs, epochs_help)->check(CLI::Range(1, 1000000));
   cmd->add_option("--max-train", o.max_train, "train on the first N training images only")
@@ -140,8 +142,70 @@ ReconMetrics pca_baseline(const Dataset& train, const Dataset& test, int k) {
   return reconstruction_metrics(test.images, pca_reconstruct(p, test.images));
 }
 
-void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
-  const Config cfg = run_config(cmd, o, false);
+// SIGINT and SIGTERM during training: the run stops after the step in flight, writes its
+// checkpoint and says how to resume. A second signal ends the program at once.
+Autoencoder* g_training = nullptr;
+volatile std::sig_atomic_t g_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+  std::signal(sig, SIG_DFL);
+  if (g_training) g_training->request_stop();
+}
+
+struct StopSignals {
+  explicit StopSignals(Autoencoder& ae) {
+    g_training = &ae;
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
+  }
+  ~StopSignals() {
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    g_training = nullptr;
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+};
+
+// metrics.csv of a resumed run: its rows up to the checkpoint's epoch are kept (a row written
+// after the checkpoint belongs to an epoch that is trained again), and new rows are appended.
+void keep_metrics_rows(const std::string& csv_path, int epochs_done) {
+  std::ifstream in(csv_path);
+  if (!in) throw Error(csv_path + ": cannot read the run's metrics to resume it");
+  std::string line, kept;
+  for (int i = 0; std::getline(in, line); ++i) {
+    const bool header = i == 0;
+    int epoch = 0;
+    if (!header && std::sscanf(line.c_str(), "%d,", &epoch) != 1) throw Error(csv_path + ": line " + std::to_string(i + 1) + " is not a metrics row");
+    if (header || epoch <= epochs_done) kept += line + "\n";
+  }
+  in.close();
+  std::ofstream out(csv_path, std::ios::trunc);
+  out << kept;
+  if (!out) throw Error(csv_path + ": cannot write");
+}
+
+void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const std::string& resume_dir) {
+  const bool resuming = !resume_dir.empty();
+  std::unique_ptr<Autoencoder> resumed;
+  Config cfg;
+  if (resuming) {
+    for (const char* opt : {"--max-train", "--out", "--force", "--init"})
+      if (cmd->count(opt))
+        throw Error(std::string("--resume continues the run as it was configured; ") + opt + " cannot change it");
+    const std::string ckpt = (fs::path(resume_dir) / "checkpoint.safetensors").string();
+    if (!fs::exists(ckpt)) throw Error(resume_dir + ": no checkpoint.safetensors to resume from");
+    cfg = Autoencoder::load(ckpt, Device::CPU).config();
+    if (cmd->count("--device")) cfg.train.device = o.device;
+    resumed = std::make_unique<Autoencoder>(Autoencoder::resume(ckpt, resolve_device(cfg.train.device), o.epochs));
+    cfg = resumed->config();
+    cfg.output.dir = resume_dir;
+    if (cmd->count("--epochs")) cfg.train.epochs = o.epochs;
+  } else {
+    if (o.config.empty()) throw Error("cuae train needs --config FILE (or --resume DIR)");
+    cfg = run_config(cmd, o, false);
+  }
   const Device dev = resolve_device(cfg.train.device);
   Data data = load_data(cfg);
   Dataset& train = data.train;
@@ -151,10 +215,13 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
     stream = open_stream(cfg, dev);
     train.name = cfg.data.train_dir + " (streamed)";
   }
-  prepare_output_dir(cfg.output.dir, {"checkpoint.safetensors", "best.safetensors", "metrics.csv"},
-                     o.force);
-  Autoencoder ae(cfg, dev);
+  if (!resuming)
+    prepare_output_dir(cfg.output.dir, {"checkpoint.safetensors", "best.safetensors", "metrics.csv"}, o.force);
+  Autoencoder ae = resuming ? std::move(*resumed) : Autoencoder(cfg, dev);
   if (!init.empty()) load_init(ae, init);
+  if (resuming)
+    std::printf("cuae: resuming %s at epoch %d, step %lld\n", resume_dir.c_str(), ae.epochs_done() + 1,
+                static_cast<long long>(ae.step()));
   const std::int64_t images = stream.stream ? stream.stream->size()
                               : cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size())
                                                         : train.size();
@@ -164,10 +231,12 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
               train.name.c_str(), static_cast<long long>(images), where.c_str(), cfg.train.epochs, cfg.train.batch_size,
               optimizer_name(cfg.optimizer.type), static_cast<double>(cfg.optimizer.lr));
   const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();
-  std::ofstream csv(csv_path);
+  if (resuming) keep_metrics_rows(csv_path, ae.epochs_done());
+  std::ofstream csv(csv_path, resuming ? std::ios::app : std::ios::trunc);
   if (!csv) throw Error(csv_path + ": cannot write");
-  csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
+  if (!resuming) csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
   const std::string best_path = (fs::path(cfg.output.dir) / "best.safetensors").string();
+  const std::string ckpt = (fs::path(cfg.output.dir) / "checkpoint.safetensors").string();
   bool first = true;
   const auto on_progress = [&](const TrainProgress& p) {
     if (first) {
@@ -197,16 +266,27 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init) {
       csv << "," << test_loss << "," << p.epoch_images_per_sec << "," << p.elapsed_sec << "\n";
       csv.flush();
     }
+    // The checkpoint after the metrics row: a run resumed from it never repeats a written row.
+    if (p.checkpoint) ae.save(ckpt);
     std::fflush(stdout);
   };
-  if (stream.stream) {
-    ae.train(*stream.stream, stream.validation, on_progress);
-    if (stream.stream->skipped())
-      std::printf("  skipped %lld unreadable images in the last epoch\n", static_cast<long long>(stream.stream->skipped()));
-  } else {
-    ae.train(train, on_progress);
+  {
+    const StopSignals signals(ae);
+    if (stream.stream) {
+      ae.train(*stream.stream, stream.validation, on_progress);
+      if (stream.stream->skipped())
+        std::printf("  skipped %lld unreadable images in the last epoch\n", static_cast<long long>(stream.stream->skipped()));
+    } else {
+      ae.train(train, on_progress);
+    }
   }
-  const std::string ckpt = (fs::path(cfg.output.dir) / "checkpoint.safetensors").string();
+  if (ae.interrupted()) {
+    std::printf("cuae: interrupted (%s) at step %lld; wrote %s; continue with: cuae train --resume %s\n",
+                g_signal == SIGTERM ? "SIGTERM" : "SIGINT", static_cast<long long>(ae.step()), ckpt.c_str(),
+                cfg.output.dir.c_str());
+    exit_code() = 128 + (g_signal ? static_cast<int>(g_signal) : SIGINT);
+    return;
+  }
   ae.save(ckpt);
   const Tensor recon = ae.reconstruct(test.images);
   const ReconMetrics m = reconstruction_metrics(test.images, recon);
@@ -265,21 +345,25 @@ void pretrain(CLI::App* cmd, const RunOptions& o) {
 void add_training_commands(CLI::App& app) {
   auto train_opts = std::make_shared<RunOptions>();
   auto init = std::make_shared<std::string>();
+  auto resume = std::make_shared<std::string>();
   CLI::App* t = app.add_subcommand("train", "train an autoencoder from a config");
   t->footer(
       "Writes DIR/checkpoint.safetensors, DIR/reconstructions.png and DIR/metrics.csv, and reports the test "
       "reconstruction error beside the PCA baseline. With [train] validation and patience: early stopping and "
       "DIR/best.safetensors.");
-  add_run_options(t, *train_opts, "epochs to train (overrides [train] epochs)");
+  add_run_options(t, *train_opts, "epochs to train (overrides [train] epochs; with --resume, the run's new total)", false);
   t->add_option("--init", *init, "start from the parameters of a checkpoint or a pretrained stack")->check(CLI::ExistingFile);
-  t->callback([t, train_opts, init] { train(t, *train_opts, *init); });
+  t->add_option("--resume", *resume, "continue the interrupted run in this output folder, exactly where it stood")
+      ->check(CLI::ExistingDirectory)
+      ->excludes(t->get_option("--config"));
+  t->callback([t, train_opts, init, resume] { train(t, *train_opts, *init, *resume); });
 
   auto pre_opts = std::make_shared<RunOptions>();
   CLI::App* p = app.add_subcommand("pretrain", "greedy layer-wise pretraining of a deep model");
   p->footer(
       "[pretrain]: RBMs by contrastive divergence or denoising autoencoders, one layer after another. Writes "
       "DIR/pretrained.safetensors, the unrolled autoencoder's parameters, for train --init.");
-  add_run_options(p, *pre_opts, "epochs per layer (overrides [pretrain] epochs)");
+  add_run_options(p, *pre_opts, "epochs per layer (overrides [pretrain] epochs)", true);
   p->callback([p, pre_opts] { pretrain(p, *pre_opts); });
 }
 

@@ -406,6 +406,9 @@ Config parse_config(const std::string& text, const std::string& origin) {
     r.get("log_every", c.train.log_every);
     r.get("validation", c.train.validation);
     r.get("patience", c.train.patience);
+    r.get("checkpoint_every", c.train.checkpoint_every);
+    r.get("checkpoint_minutes", c.train.checkpoint_minutes);
+    if (c.train.checkpoint_minutes < 0.0) r.fail("checkpoint_minutes", "must be >= 0");
     if (!(c.train.validation >= 0.0 && c.train.validation < 1.0)) r.fail("validation", "must be a fraction in [0, 1)");
     if (c.train.patience > 0 && c.train.validation <= 0.0)
       r.fail("patience", "early stopping needs a validation split: set [train] validation, e.g. 0.1");
@@ -541,7 +544,9 @@ std::string to_toml(const Config& c) {
                             {"max_train", c.train.max_train},
                             {"log_every", c.train.log_every},
                             {"validation", c.train.validation},
-                            {"patience", c.train.patience}}},
+                            {"patience", c.train.patience},
+                            {"checkpoint_every", c.train.checkpoint_every},
+                            {"checkpoint_minutes", c.train.checkpoint_minutes}}},
       {"data", toml::table{{"dataset", c.data.dataset},
                            {"dir", c.data.dir},
                            {"train_images", c.data.train_images},

@@ -4,6 +4,7 @@
 #include "cuae/autoencoder.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -11,6 +12,8 @@
 #include <limits>
 #include <numeric>
 #include <random>
+
+#include <nlohmann/json.hpp>
 
 #include "cuae/images.hpp"
 #include "cuae/safetensors.hpp"
@@ -50,6 +53,59 @@ std::int64_t meta_integer(const std::string& path, const char* key, const std::s
   return v;
 }
 
+// Where a training run stands between steps: what resume() needs beyond the parameters,
+// optimizer state and step to continue bit-identically.
+struct RunState {
+  std::int64_t epoch_step = 0;  // steps done in the current epoch (0 at an epoch boundary)
+  double epoch_sum = 0.0;       // the epoch's losses so far, and how many
+  std::int64_t epoch_count = 0;
+  double best_val = INFINITY;   // early stopping
+  int best_epoch = 0, since_best = 0;
+  std::int64_t best_step = 0;
+  bool stopped_early = false;
+  double lowest_report = INFINITY;  // the divergence rule
+  int diverging = 0;
+  double elapsed_sec = 0.0;         // training time so far, over every resumption
+};
+static_assert(std::atomic<bool>::is_always_lock_free, "request_stop() must be async-signal-safe");
+
+// RunState as the checkpoint's "run" metadata: JSON, doubles written with full precision (they
+// round-trip exactly) and infinities as null.
+std::string run_state_json(const RunState& r) {
+  auto num = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  const nlohmann::json j{{"epoch_step", r.epoch_step},   {"epoch_sum", num(r.epoch_sum)},
+                         {"epoch_count", r.epoch_count}, {"best_val", num(r.best_val)},
+                         {"best_epoch", r.best_epoch},   {"since_best", r.since_best},
+                         {"best_step", r.best_step},     {"stopped_early", r.stopped_early},
+                         {"lowest_report", num(r.lowest_report)}, {"diverging", r.diverging},
+                         {"elapsed_sec", r.elapsed_sec}};
+  return j.dump();
+}
+
+RunState parse_run_state(const std::string& text, const std::string& path) {
+  RunState r;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    auto num = [&](const char* k) { return j.at(k).is_null() ? INFINITY : j.at(k).get<double>(); };
+    r.epoch_step = j.at("epoch_step").get<std::int64_t>();
+    r.epoch_sum = num("epoch_sum");
+    r.epoch_count = j.at("epoch_count").get<std::int64_t>();
+    r.best_val = num("best_val");
+    r.best_epoch = j.at("best_epoch").get<int>();
+    r.since_best = j.at("since_best").get<int>();
+    r.best_step = j.at("best_step").get<std::int64_t>();
+    r.stopped_early = j.at("stopped_early").get<bool>();
+    r.lowest_report = num("lowest_report");
+    r.diverging = j.at("diverging").get<int>();
+    r.elapsed_sec = j.at("elapsed_sec").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": __metadata__ run is not a training run's state: " + e.what());
+  }
+  if (r.epoch_step < 0 || r.epoch_count < 0 || r.since_best < 0 || r.diverging < 0)
+    throw Error(path + ": __metadata__ run holds negative counts: " + text);
+  return r;
+}
+
 }  // namespace
 
 struct Autoencoder::State {
@@ -66,6 +122,13 @@ struct Autoencoder::State {
   int epochs_done = 0;
   DeepAutoencoderGraph infer_graph;
   int infer_jacobian = -1;                       // encoder layer whose ‖J‖² the inference graph computes
+  // Where the current training run stands (saved with every checkpoint, restored by resume()).
+  RunState run;
+  std::map<std::string, Tensor> best;            // early stopping: the best epoch's tensors
+  bool resumed = false;                          // resume(): the next train() continues `run`
+  int run_epochs = 0;                            // resume(): the run's total epochs
+  std::atomic<bool> stop_requested{false};
+  bool interrupted = false;
   // Executors of the other inference graphs (GraphMode::Sampled, GraphMode::Decode), built on
   // demand.
   struct Aux {
@@ -180,6 +243,15 @@ Autoencoder Autoencoder::load(const std::string& path, Device device) {
   s->loaded_step = meta_integer(path, "step", meta("step"), std::numeric_limits<std::int64_t>::max());
   s->epochs_done = static_cast<int>(meta_integer(path, "epoch", meta("epoch"), std::numeric_limits<int>::max()));
   check_finite(f.tensors, path);
+  if (auto it = f.metadata.find("run"); it != f.metadata.end()) s->run = parse_run_state(it->second, path);
+  for (auto it = f.tensors.begin(); it != f.tensors.end();) {
+    if (it->first.rfind("best.", 0) == 0) {
+      s->best[it->first.substr(5)] = it->second;
+      it = f.tensors.erase(it);
+    } else {
+      ++it;
+    }
+  }
   s->loaded = std::move(f.tensors);
   Autoencoder ae(std::move(s));
   // Validate every parameter's presence and shape now rather than at first use.
@@ -188,6 +260,14 @@ Autoencoder Autoencoder::load(const std::string& path, Device device) {
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
+  return ae;
+}
+
+Autoencoder Autoencoder::resume(const std::string& path, Device device, int epochs) {
+  Autoencoder ae = load(path, device);
+  if (epochs < 0) throw Error("resume: epochs must be >= 0, got " + std::to_string(epochs));
+  ae.s_->resumed = true;
+  ae.s_->run_epochs = epochs > 0 ? epochs : ae.s_->cfg.train.epochs;
   return ae;
 }
 
@@ -216,6 +296,7 @@ struct Autoencoder::BatchSource {
   std::int64_t steps = 0;  // steps per epoch (an upper bound for a stream that may skip images)
   std::function<void(int)> begin;
   std::function<bool(Executor&, std::int64_t)> feed;
+  std::function<void(std::int64_t)> skip = [](std::int64_t) {};  // passes over the epoch's first n batches
 };
 
 void Autoencoder::ensure_trainer() {
@@ -287,6 +368,10 @@ void Autoencoder::train(ImageStream& stream, const Tensor& validation,
   BatchSource src;
   src.steps = stream.batches_per_epoch();
   src.begin = [&](int epoch) { stream.start_epoch(epoch); };
+  src.skip = [&](std::int64_t n) {
+    int count = 0;
+    for (std::int64_t i = 0; i < n; ++i) stream.next(&count);
+  };
   src.feed = [&](Executor& ex, std::int64_t) {
     // The previous batch's copy must have read its host buffer before the stream reuses it; the
     // device may still be computing on it.
@@ -306,53 +391,58 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
   State& S = *s_;
   const auto& cfg = S.cfg;
   Executor& ex = *S.trainer;
+  RunState& R = S.run;
   const std::int64_t batch = cfg.train.batch_size;
   const bool validate = val_images.rank() == 2 && val_images.dim(0) > 0;
   const std::int64_t steps = src.steps;
-  const int epochs = cfg.train.epochs;
-  const std::int64_t total = steps * epochs;
-  std::int64_t done = 0;
+  // A fresh run trains config.train.epochs epochs from here; a resumed one (resume()) goes on
+  // until its total is reached, starting inside the epoch it stood in.
+  const bool resumed = S.resumed;
+  S.resumed = false;
+  if (!resumed) {
+    R = RunState{};
+    S.best.clear();
+  }
+  S.interrupted = false;
+  S.stop_requested.store(false);
+  const int target = resumed ? S.run_epochs : S.epochs_done + cfg.train.epochs;
+  if (R.stopped_early) return;
   const int first_epoch = S.epochs_done;
+  const std::int64_t total = steps * (target - first_epoch) - R.epoch_step;
+  std::int64_t done = 0;
   const auto t0 = Clock::now();
-  // Early stopping state: the best validation loss, its epoch, step and a host copy of the model.
-  double best_val = INFINITY;
-  int best_epoch = 0, since_best = 0;
-  std::int64_t best_step = 0;
-  std::map<std::string, Tensor> best;
-  bool stop = false;
-  // Divergence: the reported loss above kDivergeFactor times its lowest report so far, for
-  // kDivergeReports reports in a row (see TrainProgress in autoencoder.hpp).
-  double lowest_report = INFINITY;
-  int diverging = 0;
-  for (int e = 0; e < epochs && !stop; ++e) {
+  const double elapsed_before = R.elapsed_sec;
+  auto t_checkpoint = t0;
+  const double checkpoint_sec = cfg.train.checkpoint_minutes * 60.0;
+  while (S.epochs_done < target && !R.stopped_early) {
     src.begin(S.epochs_done);
-    double epoch_sum = 0.0;
-    std::int64_t epoch_count = 0;
+    std::int64_t s = R.epoch_step;
+    if (s > 0) src.skip(s);
     const auto t_epoch = Clock::now();
     auto t_last = t_epoch;
-    std::int64_t steps_last = 0;
+    std::int64_t steps_last = 0, steps_epoch = 0;
     double last_loss = 0.0;
     // Drains the losses so far and reports; at the epoch's end also validates.
-    auto report = [&](std::int64_t s, bool end) {
+    auto report = [&](bool end, bool interrupted) {
       const auto losses = ex.drain_losses();  // synchronises: the timing below is honest
       double sum = 0.0;
       for (float l : losses) sum += l;
       for (float l : losses)
         if (!std::isfinite(l))
           throw Error("training diverged: loss is " + std::to_string(l) + " at epoch " + std::to_string(S.epochs_done + 1) +
-                      ", step " + std::to_string(s) + " (lower optimizer.lr?)");
-      epoch_sum += sum;
-      epoch_count += static_cast<std::int64_t>(losses.size());
+                      ", step " + std::to_string(s) + " (lower [optimizer] lr?)");
+      R.epoch_sum += sum;
+      R.epoch_count += static_cast<std::int64_t>(losses.size());
       if (!losses.empty()) {
         last_loss = sum / static_cast<double>(losses.size());
-        diverging = lowest_report > 0.0 && last_loss > kDivergeFactor * lowest_report ? diverging + 1 : 0;
-        lowest_report = std::min(lowest_report, last_loss);
-        if (diverging >= kDivergeReports) {
+        R.diverging = R.lowest_report > 0.0 && last_loss > kDivergeFactor * R.lowest_report ? R.diverging + 1 : 0;
+        R.lowest_report = std::min(R.lowest_report, last_loss);
+        if (R.diverging >= kDivergeReports) {
           char msg[256];
           std::snprintf(msg, sizeof msg,
                         "training diverged: the loss has been above %g times its lowest report (%g) for %d reports, now "
                         "%g at epoch %d, step %lld (lower [optimizer] lr?)",
-                        kDivergeFactor, lowest_report, kDivergeReports, last_loss, S.epochs_done + 1,
+                        kDivergeFactor, R.lowest_report, kDivergeReports, last_loss, S.epochs_done + 1,
                         static_cast<long long>(s));
           throw Error(msg);
         }
@@ -361,41 +451,52 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       const double dt = std::chrono::duration<double>(now - t_last).count();
       const double elapsed = std::chrono::duration<double>(now - t0).count();
       TrainProgress p;
-      p.epoch = first_epoch + e + 1;
-      p.epochs = first_epoch + epochs;
+      p.epoch = S.epochs_done + 1;
+      p.epochs = target;
       p.step = s;
       p.steps_per_epoch = steps;
       p.global_step = ex.step();
       p.loss = last_loss;
-      p.epoch_loss = epoch_count ? epoch_sum / static_cast<double>(epoch_count) : 0.0;
+      p.epoch_loss = R.epoch_count ? R.epoch_sum / static_cast<double>(R.epoch_count) : 0.0;
       p.images_per_sec = dt > 0 ? static_cast<double>(steps_last * batch) / dt : 0.0;
       const double de = std::chrono::duration<double>(now - t_epoch).count();
-      p.epoch_images_per_sec = de > 0 ? static_cast<double>(s * batch) / de : 0.0;
-      p.elapsed_sec = elapsed;
+      p.epoch_images_per_sec = de > 0 ? static_cast<double>(steps_epoch * batch) / de : 0.0;
+      R.elapsed_sec = elapsed_before + elapsed;
+      p.elapsed_sec = R.elapsed_sec;
       p.eta_sec = done ? elapsed / static_cast<double>(done) * static_cast<double>(std::max<std::int64_t>(total - done, 0)) : 0.0;
       p.epoch_end = end;
-      if (end) ++S.epochs_done;
+      p.interrupted = interrupted;
+      R.epoch_step = s;
+      if (end) {
+        ++S.epochs_done;
+        R.epoch_step = 0;
+        R.epoch_sum = 0.0;
+        R.epoch_count = 0;
+      }
       if (end && validate) {
         p.val_loss = loss(val_images);
-        if (p.val_loss < best_val) {
-          best_val = p.val_loss;
-          best_epoch = S.epochs_done;
-          best_step = ex.step();
-          since_best = 0;
+        if (p.val_loss < R.best_val) {
+          R.best_val = p.val_loss;
+          R.best_epoch = S.epochs_done;
+          R.best_step = ex.step();
+          R.since_best = 0;
           p.improved = true;
-          if (cfg.train.patience > 0) best = S.snapshot();
+          if (cfg.train.patience > 0) S.best = S.snapshot();
         } else {
-          ++since_best;
+          ++R.since_best;
         }
-        p.best_epoch = best_epoch;
-        stop = cfg.train.patience > 0 && since_best >= cfg.train.patience;
-        p.stopping = stop;
+        p.best_epoch = R.best_epoch;
+        R.stopped_early = cfg.train.patience > 0 && R.since_best >= cfg.train.patience;
+        p.stopping = R.stopped_early;
       }
+      p.checkpoint = end || interrupted ||
+                     (cfg.train.checkpoint_every > 0 && ex.step() % cfg.train.checkpoint_every == 0) ||
+                     (checkpoint_sec > 0 && std::chrono::duration<double>(now - t_checkpoint).count() >= checkpoint_sec);
+      if (p.checkpoint) t_checkpoint = now;
       if (progress) progress(p);
       t_last = now;
       steps_last = 0;
     };
-    std::int64_t s = 0;
     // A VAE's KL warm-up: the weight rises linearly from 0 to beta over warmup_epochs of steps.
     const double warm_steps = cfg.model.variational ? cfg.vae.warmup_epochs * static_cast<double>(steps) : 0.0;
     while (src.feed(ex, s)) {
@@ -405,18 +506,32 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       ++s;
       ++done;
       ++steps_last;
+      ++steps_epoch;
+      if (S.stop_requested.load() && s < steps) {
+        S.interrupted = true;
+        report(false, true);
+        return;
+      }
       // A periodic report, except on the last step (the epoch's report covers it).
-      if (s % cfg.train.log_every == 0 && s < steps) report(s, false);
+      const bool checkpoint_step = cfg.train.checkpoint_every > 0 && ex.step() % cfg.train.checkpoint_every == 0;
+      if ((s % cfg.train.log_every == 0 || checkpoint_step) && s < steps) report(false, false);
     }
     CUAE_CHECK(s > 0, "an epoch produced no full batch (every image skipped?)");
-    report(s, true);
+    report(true, S.stop_requested.load());
+    if (S.stop_requested.load() && S.epochs_done < target) {
+      S.interrupted = true;
+      return;
+    }
   }
   // Early stopping keeps the best epoch's model, optimizer state included.
-  if (cfg.train.patience > 0 && !best.empty() && best_epoch != S.epochs_done) {
-    ex.load(best, best_step);
-    S.epochs_done = best_epoch;
+  if (cfg.train.patience > 0 && !S.best.empty() && R.best_epoch != S.epochs_done) {
+    ex.load(S.best, R.best_step);
+    S.epochs_done = R.best_epoch;
   }
 }
+
+void Autoencoder::request_stop() { s_->stop_requested.store(true); }
+bool Autoencoder::interrupted() const { return s_->interrupted; }
 
 Tensor Autoencoder::encode(const Tensor& images) {
   const std::int64_t k = s_->cfg.model.layers.back();
@@ -653,6 +768,10 @@ void Autoencoder::save(const std::string& path) {
                                           {"step", std::to_string(step())},
                                           {"epoch", std::to_string(S.epochs_done)},
                                           {"model", S.cfg.model.type}};
+  if (S.trainer) {
+    meta["run"] = run_state_json(S.run);
+    for (const auto& [k, v] : S.best) tensors.emplace_back("best." + k, v);
+  }
   save_safetensors(path, tensors, meta);
 }
 

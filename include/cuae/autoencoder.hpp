@@ -128,6 +128,14 @@ struct CUAE_API TrainProgress {
   double elapsed_sec = 0.0;
   double eta_sec = 0.0;
   bool epoch_end = false;
+  // Write a checkpoint now (save() then holds everything a resumed run needs): at each epoch's
+  // end, every [train] checkpoint_every steps, every checkpoint_minutes, and when interrupted.
+  bool checkpoint = false;
+  // request_stop() was honoured: this is the last report, after the step in flight; train()
+  // returns next, and a checkpoint saved now resumes exactly. (A stop requested during an epoch's
+  // last report ends the run after it; that report has checkpoint set too. A caller that saves on
+  // every checkpoint report is therefore always left with the point where the run stopped.)
+  bool interrupted = false;
 };
 
 // Greedy layer-wise pretraining ([pretrain]; a deep, untied model with sigmoid hidden layers and
@@ -154,8 +162,14 @@ class CUAE_API Autoencoder {
   // Parameters initialised from config.train.seed.
   Autoencoder(const Config& config, Device device);
   // From a checkpoint written by save(): the config comes from its metadata; weights, optimizer
-  // state and step are restored.
+  // state and step are restored. train() then trains config.train.epochs more epochs.
   static Autoencoder load(const std::string& checkpoint_path, Device device);
+  // From a checkpoint written by save() during train() (an interrupted or periodic one): load(),
+  // and train() then continues that run where it stood, until config.train.epochs epochs are done
+  // in all (`epochs`, when > 0, replaces that total): the same data order, random numbers,
+  // early-stopping state and running losses, so the losses and parameters are bit-identical to an
+  // uninterrupted run's.
+  static Autoencoder resume(const std::string& checkpoint_path, Device device, int epochs = 0);
   ~Autoencoder();
   Autoencoder(Autoencoder&&) noexcept;
   Autoencoder& operator=(Autoencoder&&) noexcept;
@@ -203,8 +217,16 @@ class CUAE_API Autoencoder {
   // optimizer state starts afresh. Every parameter must be present with its shape.
   void load_parameters(const std::map<std::string, Tensor>& tensors);
 
+  // Asks a running train() to stop after the step in flight; it reports once more (interrupted)
+  // and returns. Async-signal-safe (one lock-free atomic store): a SIGINT handler may call it.
+  void request_stop();
+  // True when the last train() returned because of request_stop().
+  bool interrupted() const;
+
   // safetensors: parameters, optimizer state (opt.m.*, opt.v.*), and in __metadata__ the config
-  // (TOML), step, epoch and format. Written to a temporary file and renamed.
+  // (TOML), step, epoch, format and, during training, where the run stands ("run": the step within
+  // the epoch, running sums, early-stopping state; with patience, the best epoch's tensors under
+  // "best."). Written to a temporary file and renamed.
   void save(const std::string& path);
 
   struct State;

@@ -89,6 +89,9 @@
 //                                 # validate on after every epoch
 //   patience = 0                  # early stopping: stop after this many epochs without a better
 //                                 # validation loss and keep the best weights (0 = off)
+//   checkpoint_every = 0          # `cuae train`: also write the checkpoint every N steps (it is
+//                                 # always written at each epoch's end and when interrupted)
+//   checkpoint_minutes = 0.0      # ... and at least every this many minutes (0 = off)
 //
 //   [data]
 //   dataset = "fashion-mnist"     # fashion-mnist | idx | images | cifar10
@@ -216,6 +219,8 @@ struct CUAE_API TrainConfig {
   int log_every = 50;
   double validation = 0.0;
   int patience = 0;
+  std::int64_t checkpoint_every = 0;  // steps; 0 = at epoch ends only
+  double checkpoint_minutes = 0.0;    // 0 = off
 };
 
 struct CUAE_API DataConfig {
