@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common.hpp"
+#include "cuae/autoencoder.hpp"
 #include "cuae/executor.hpp"
 #include "cuae/parameter_store.hpp"
 
@@ -196,6 +197,39 @@ TEST(ParameterStore, CudaTrainerAndInferenceShareTheDevice) {
   EXPECT_LE(test::normalized_error(got, cpu.read(Value{ig.outputs().front()}).values()), 1e-5);
   ExecutorOptions on_cpu;
   EXPECT_THROW(Executor(ig, on_cpu, store), Error);  // a CPU executor on a CUDA store
+}
+
+}  // namespace
+}  // namespace cuae
+
+namespace cuae {
+namespace {
+
+// Executor::plan allocates nothing and says what the constructor then takes, for every shipped
+// config's training and inference graphs.
+TEST(MemoryPlan, PlanMatchesTheExecutorsMemory) {
+  for (const char* name : {"deep.toml", "conv.toml", "vae.toml", "contractive.toml"}) {
+    SCOPED_TRACE(name);
+    Config cfg = load_config(test::source_path(std::string("configs/") + name));
+    cfg.train.batch_size = 8;
+    for (const bool training : {true, false}) {
+      const Graph g = build_autoencoder(cfg, 8, training ? GraphMode::Train : GraphMode::Infer).graph;
+      ExecutorOptions o;
+      o.device = Device::CPU;
+      o.training = training;
+      o.optimizer = cfg.optimizer;
+      const MemoryReport planned = Executor::plan(g, o);
+      const Executor ex(g, o);
+      const MemoryReport& real = ex.memory();
+      EXPECT_EQ(planned.arena_bytes, real.arena_bytes);
+      EXPECT_EQ(planned.values_planned, real.values_planned);
+      EXPECT_EQ(planned.naive_bytes, real.naive_bytes);
+      // The store pads each parameter to its alignment; the plan counts exact sizes.
+      EXPECT_LE(planned.param_bytes, real.param_bytes);
+      EXPECT_GE(planned.param_bytes, real.param_bytes * 9 / 10);
+      EXPECT_EQ(planned.state_bytes > 0, training);
+    }
+  }
 }
 
 }  // namespace

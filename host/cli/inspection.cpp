@@ -84,16 +84,14 @@ void summary(const std::string& config, bool graph) {
   std::int64_t params = 0;
   for (const auto& v : m.graph.values())
     if (v.kind == Graph::ValueKind::Param) params += shape_numel(v.shape);
-  ExecutorOptions o;
-  o.device = Device::CPU;
-  o.training = true;
-  o.optimizer = cfg.optimizer;
-  Executor ex(m.graph, o);
-  const auto& r = ex.memory();
+  // Planned, not allocated: a config too large for this machine can still be summarised.
+  const TrainMemory plan = plan_training_memory(cfg, Device::CPU, 0);
+  const MemoryReport& r = plan.step;
   std::printf("parameters: %lld\ntraining step at batch %d: arena %.2f MiB for %d values (%.2f MiB without reuse), "
-              "parameters %.2f MiB, gradients + optimizer state %.2f MiB\n",
+              "parameters %.2f MiB, gradients + optimizer state %.2f MiB; evaluation arena %.2f MiB\n",
               static_cast<long long>(params), cfg.train.batch_size, r.arena_bytes / 1048576.0, r.values_planned,
-              r.naive_bytes / 1048576.0, r.param_bytes / 1048576.0, r.state_bytes / 1048576.0);
+              r.naive_bytes / 1048576.0, r.param_bytes / 1048576.0, r.state_bytes / 1048576.0,
+              plan.eval_arena_bytes / 1048576.0);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <vector>
 
+#include "cuae/executor.hpp"
 #include "host/graph/planner.hpp"
+#include "host/runtime/backend.hpp"
 
 namespace cuae::graph {
 
@@ -54,3 +56,24 @@ MemoryPlan plan_memory(Compiler& comp) {
 }
 
 }  // namespace cuae::graph
+
+namespace cuae {
+
+// Executor::plan, beside the planning it runs (its constructor's plan() in executor.cpp).
+MemoryReport Executor::plan(const Graph& graph, const ExecutorOptions& options) {
+  Backend be(options.device);  // handles only: the workspace sizes are the backend's to say
+  Compiler comp(graph, options.training, be);
+  comp.compile();
+  const graph::MemoryPlan mp = graph::plan_memory(comp);
+  MemoryReport r;
+  r.arena_bytes = mp.arena_bytes;
+  r.naive_bytes = mp.naive_bytes;
+  r.values_planned = mp.values_planned;
+  for (const auto& v : graph.values())
+    if (v.kind == Graph::ValueKind::Param) r.param_bytes += static_cast<std::size_t>(shape_numel(v.shape)) * sizeof(float);
+  // As plan(): gradients and moments (SGD keeps one: its velocity), for every parameter.
+  if (options.training) r.state_bytes = r.param_bytes * (options.optimizer.type == OptimizerType::SGD ? 2 : 3);
+  return r;
+}
+
+}  // namespace cuae

@@ -139,13 +139,15 @@ std::int64_t ParameterStore::floats() const {
   return n;
 }
 
+// The entry is looked up once, and an unknown name refused, before any pointer is formed.
 Tensor ParameterStore::read(const std::string& name) {
-  return impl_->download(impl_->at(name).shape, impl_->ptr(impl_->find(name)));
+  const Impl::Entry& e = impl_->at(name);
+  return impl_->download(e.shape, impl_->ptr(e));
 }
 
 void ParameterStore::write(const std::string& name, const Tensor& value) {
-  impl_->upload("the tensor written to parameter \"" + name + "\"", value, impl_->at(name).shape,
-                impl_->ptr(impl_->find(name)));
+  const Impl::Entry& e = impl_->at(name);
+  impl_->upload("the tensor written to parameter \"" + name + "\"", value, e.shape, impl_->ptr(e));
 }
 
 }  // namespace cuae

@@ -36,10 +36,8 @@ struct ParameterStore::Impl {
   // parameters the store lacks as one new segment initialised from (seed, name). Checks the shape
   // and decay flag of those it holds.
   std::vector<int> attach(const Graph& graph, std::uint64_t seed);
-  float* ptr(int entry) const {
-    const Entry& e = entries[static_cast<std::size_t>(entry)];
-    return segments[static_cast<std::size_t>(e.segment)].base + e.offset;
-  }
+  float* ptr(int entry) const { return ptr(entries[static_cast<std::size_t>(entry)]); }
+  float* ptr(const Entry& e) const { return segments[static_cast<std::size_t>(e.segment)].base + e.offset; }
   int find(const std::string& name) const;  // -1 when absent
   const Entry& at(const std::string& name) const;  // throws naming it
 

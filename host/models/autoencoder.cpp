@@ -215,6 +215,49 @@ struct Autoencoder::State {
   }
 };
 
+namespace {
+std::string gib(std::size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+}  // namespace
+
+std::string TrainMemory::describe() const {
+  return "about " + gib(total()) + " (training step: arena " + gib(step.arena_bytes) + ", parameters " +
+         gib(step.param_bytes) + ", gradients and optimizer state " + gib(step.state_bytes) + "; evaluation " +
+         gib(eval_arena_bytes) + "; training images " + gib(data_bytes) + ")";
+}
+
+TrainMemory plan_training_memory(const Config& config, Device device, std::int64_t train_images) {
+  TrainMemory m;
+  ExecutorOptions o;
+  o.device = device;
+  o.optimizer = config.optimizer;
+  o.tf32 = config.train.precision == "tf32";
+  o.training = true;
+  m.step = Executor::plan(build_autoencoder(config, config.train.batch_size, GraphMode::Train).graph, o);
+  o.training = false;
+  m.eval_arena_bytes = Executor::plan(build_autoencoder(config, kInferBatch, GraphMode::Infer).graph, o).arena_bytes;
+  // A CUDA run keeps the training images (and each epoch's order) on the device.
+  if (device == Device::CUDA)
+    m.data_bytes = static_cast<std::size_t>(train_images) *
+                   (static_cast<std::size_t>(config.model.layers.front()) * sizeof(float) + sizeof(std::int32_t));
+  return m;
+}
+
+namespace {
+// Refuses a run whose plan exceeds what the device can still allocate.
+void check_memory(const TrainMemory& m, Device device) {
+  const std::size_t available = available_memory(device);
+  if (available == 0 || m.total() <= available) return;
+  throw Error("the training run needs " + m.describe() + " on " + device_name(device) + ", but only " + gib(available) +
+              " are available: lower [train] batch_size or the model's widths" +
+              (m.data_bytes > 0 ? ", train on fewer images ([train] max_train) or stream them ([data] stream = true)" : "") +
+              (device == Device::CUDA ? ", or train on the CPU (--device cpu)" : ""));
+}
+}  // namespace
+
 Autoencoder::Autoencoder(const Config& config, Device device) : s_(std::make_unique<State>()) {
   s_->cfg = config;
   s_->device = device;
@@ -327,6 +370,7 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
                 (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
                 ", fewer than one batch of " + std::to_string(batch) + " ([train] batch_size)");
   const Tensor val_images = n_val ? data.images.rows(n, n + n_val) : Tensor();
+  if (!S.trainer) check_memory(plan_training_memory(cfg, S.device, n), S.device);
   ensure_trainer();
   // The whole training set lives on the device; each step gathers its shuffled rows there.
   const Tensor images = data.images.rows(0, n);
@@ -363,6 +407,7 @@ void Autoencoder::train(ImageStream& stream, const Tensor& validation,
                  std::to_string(cfg.train.batch_size));
   CUAE_CHECK(stream.size() >= cfg.train.batch_size, "the image stream has " + std::to_string(stream.size()) +
                                                         " files, fewer than one batch of " + std::to_string(cfg.train.batch_size));
+  if (!S.trainer) check_memory(plan_training_memory(cfg, S.device, 0), S.device);  // batches stream through
   ensure_trainer();
   const std::int64_t batch = cfg.train.batch_size;
   BatchSource src;

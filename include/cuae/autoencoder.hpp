@@ -157,6 +157,21 @@ struct CUAE_API PretrainProgress {
 CUAE_API std::map<std::string, Tensor> pretrain_stack(const Config& config, const Dataset& data, Device device,
                                                       const std::function<void(const PretrainProgress&)>& progress = {});
 
+// The memory a training run of `config` needs on `device`, planned without allocating any of it:
+// the training step (arena with workspaces, parameters, gradients, optimizer state), the
+// evaluation executor's arena, and the training images a CUDA run copies to the device.
+struct CUAE_API TrainMemory {
+  MemoryReport step;
+  std::size_t eval_arena_bytes = 0;
+  std::size_t data_bytes = 0;
+  std::size_t total() const {
+    return step.arena_bytes + step.param_bytes + step.state_bytes + eval_arena_bytes + data_bytes;
+  }
+  // "about 1.2 GiB (step: arena ..., ...; evaluation ...; training images ...)"
+  std::string describe() const;
+};
+CUAE_API TrainMemory plan_training_memory(const Config& config, Device device, std::int64_t train_images);
+
 class CUAE_API Autoencoder {
  public:
   // Parameters initialised from config.train.seed.
@@ -183,6 +198,8 @@ class CUAE_API Autoencoder {
   MemoryReport memory() const;
 
   // Trains config.train.epochs epochs on `data` (shuffled each epoch, last partial batch dropped).
+  // Before allocating, the run's memory (plan_training_memory) is checked against the device's
+  // available memory; a run that cannot fit is refused with the numbers and what to change.
   // The dataset is copied to the device once; batches are gathered there. With [train] validation
   // the last fraction of the images is held out and scored after each epoch; with patience > 0
   // training stops once that many epochs passed without improvement, and the model (weights and

@@ -67,6 +67,11 @@ class CUAE_API Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
+  // The memory an executor of `graph` would take, planned as the constructor plans it (arena with
+  // its workspaces, parameters, gradients and optimizer state), allocating none of it: for
+  // estimates before a run (cuae summary, the check before training).
+  static MemoryReport plan(const Graph& graph, const ExecutorOptions& options);
+
   Device device() const;
   const Graph& graph() const;
   const MemoryReport& memory() const;

@@ -12,6 +12,7 @@
 // gather_input are the asynchronous, stream-ordered ways in).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -42,6 +43,9 @@ CUAE_API std::string cuda_unavailable_reason();
 // What the CPU backend runs on: its thread count and the GEMM library's kernels, e.g.
 // "2 threads, OpenBLAS 0.3.21 SkylakeX kernels" (OPENBLAS_CORETYPE chooses them; see the README).
 CUAE_API std::string cpu_backend_description();
+// Bytes a device can still allocate: the GPU's free memory (cudaMemGetInfo), or the host's
+// MemAvailable (/proc/meminfo) for the CPU; 0 when unknown.
+CUAE_API std::size_t available_memory(Device device);
 
 // Host memory for buffers the device copies from: page-locked (pinned) when `device` is CUDA, so
 // host-to-device copies run asynchronously at full bus speed; plain 256-byte-aligned memory for the

@@ -164,6 +164,24 @@ TOML
     sed -i 's/^epochs = 1$/epochs = 5/' "$tmp/c.toml"
     expect diverged "$cuae" train --config "$tmp/c.toml" --device cpu
     [[ ! -e $tmp/run/checkpoint.safetensors ]] || { echo "FAIL: wrote a checkpoint"; exit 1; } ;;
+  summary_plans_without_allocating)
+    # 2.8e9 parameters: 11 GB of weights, 45 GB with Adam's state; the summary must only plan them.
+    printf '[model]\nlayers = [784, 1000000, 2000, 784]\n' > "$tmp/huge.toml"
+    python3 - "$cuae" "$tmp/huge.toml" <<'PY' || exit 1
+import resource, subprocess, sys
+out = subprocess.run([sys.argv[1], "summary", "--config", sys.argv[2]], capture_output=True, text=True)
+rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(out.stdout.strip().splitlines()[-1] if out.stdout else out.stderr)
+if out.returncode != 0: sys.exit("FAIL: summary exited %d: %s" % (out.returncode, out.stderr))
+if rss_mib > 512: sys.exit("FAIL: summary used %.0f MiB of memory" % rss_mib)
+print("summary planned %s within %.0f MiB" % ("2.8e9 parameters", rss_mib))
+PY
+    ;;
+  train_refuses_plan_beyond_memory)
+    config ""
+    sed -i 's/^layers = .*/layers = [784, 1000000, 2000, 784]/' "$tmp/c.toml"
+    expect "are available" "$cuae" train --config "$tmp/c.toml" --device cpu
+    [[ $(cat "$tmp/err") == *batch_size* ]] || { echo "FAIL: the error does not say what to change"; exit 1; } ;;
   help_per_command)
     for c in train pretrain eval summary sample interpolate scatter denoise encode version; do
       "$cuae" "$c" --help >"$tmp/out" 2>&1 || { echo "FAIL: cuae $c --help exits non-zero"; cat "$tmp/out"; exit 1; }
