@@ -245,7 +245,7 @@ TEST(ConvConfig, ShapesAreInferredAndLayersDerived) {
   const Config back = parse_config(to_toml(c), "roundtrip");
   EXPECT_EQ(back.model.layers, c.model.layers);
   EXPECT_EQ(back.model.encoder.size(), 2u);
-  EXPECT_EQ(back.model.encoder[1].pool, "max");
+  EXPECT_EQ(back.model.encoder[1].pool, PoolKind::Max);
 }
 
 TEST(ConvConfig, ImpossibleShapesListEveryLayer) {

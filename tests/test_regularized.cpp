@@ -268,7 +268,7 @@ TEST(Regularized, ConfigErrorsNameTheKey) {
   EXPECT_NE(error_of(relu + "[sparsity]\ntype = \"ksparse\"\nk = 31\n").find("[sparsity] k: must be in [1, 30]"),
             std::string::npos);
   EXPECT_NE(error_of(relu + "[sparsity]\ntype = \"l1\"\nlayer = \"encoder.2\"\n").find("[sparsity] layer"), std::string::npos);
-  EXPECT_NE(error_of(relu + "[sparsity]\ntype = \"dense\"\n").find("[sparsity] type: expected none, kl, l1 or ksparse"),
+  EXPECT_NE(error_of(relu + "[sparsity]\ntype = \"dense\"\n").find("[sparsity] type: expected one of none, kl, l1, ksparse, got \"dense\""),
             std::string::npos);
   EXPECT_NE(error_of(relu + "[noise]\ntype = \"mask\"\nlevel = 1.5\n").find("[noise] level"), std::string::npos);
   EXPECT_NE(error_of(relu + "[noise]\ntype = \"pink\"\n").find("[noise] type"), std::string::npos);

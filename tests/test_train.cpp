@@ -158,12 +158,12 @@ TEST(Config, ErrorsNameFileAndKey) {
 
 TEST(Config, PrecisionAndTheOlderTf32Key) {
   const std::string head = "[model]\nlayers = [784, 30]\n[train]\n";
-  EXPECT_EQ(parse_config(head, "t").train.precision, "fp32");
+  EXPECT_EQ(parse_config(head, "t").train.precision, Precision::FP32);
   EXPECT_TRUE(parse_config(head, "t").train.cuda_graph);
-  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\n", "t").train.precision, "tf32");
-  EXPECT_EQ(parse_config(head + "tf32 = true\n", "t").train.precision, "tf32");
-  EXPECT_EQ(parse_config(head + "tf32 = false\n", "t").train.precision, "fp32");
-  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\ntf32 = true\n", "t").train.precision, "tf32");
+  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\n", "t").train.precision, Precision::TF32);
+  EXPECT_EQ(parse_config(head + "tf32 = true\n", "t").train.precision, Precision::TF32);
+  EXPECT_EQ(parse_config(head + "tf32 = false\n", "t").train.precision, Precision::FP32);
+  EXPECT_EQ(parse_config(head + "precision = \"tf32\"\ntf32 = true\n", "t").train.precision, Precision::TF32);
   EXPECT_FALSE(parse_config(head + "cuda_graph = false\n", "t").train.cuda_graph);
 }
 
@@ -174,7 +174,7 @@ TEST(Config, RoundTripsThroughToml) {
   c.optimizer.weight_decay = 0.25f;
   c.loss.reduction = Reduction::Mean;
   c.loss.type = LossType::L1;
-  c.train.precision = "tf32";
+  c.train.precision = Precision::TF32;
   c.train.cuda_graph = false;
   const Config d = parse_config(to_toml(c), "roundtrip");
   EXPECT_EQ(d.model.layers, c.model.layers);
@@ -186,7 +186,7 @@ TEST(Config, RoundTripsThroughToml) {
   EXPECT_EQ(d.loss.type, LossType::L1);
   EXPECT_EQ(d.train.batch_size, c.train.batch_size);
   EXPECT_EQ(d.train.max_train, c.train.max_train);
-  EXPECT_EQ(d.train.precision, "tf32");
+  EXPECT_EQ(d.train.precision, Precision::TF32);
   EXPECT_FALSE(d.train.cuda_graph);
 }
 

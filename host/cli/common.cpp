@@ -31,30 +31,30 @@ ImageSpec image_spec(const Config& c) {
   s.channels = static_cast<int>(c.data.image_size.at(0));
   s.height = static_cast<int>(c.data.image_size.at(1));
   s.width = static_cast<int>(c.data.image_size.at(2));
-  s.fit = c.data.fit == "resize" ? ImageSpec::Fit::Resize : ImageSpec::Fit::Crop;
+  s.fit = c.data.fit;
   return s;
-}
-
-BadImagePolicy bad_image_policy(const Config& c) {
-  return c.data.on_error == "skip" ? BadImagePolicy::Skip : BadImagePolicy::Stop;
 }
 
 Data load_data(const Config& c, bool with_train) {
   Data d;
   const bool train = with_train && !c.data.stream;
-  if (c.data.dataset == "idx") {
-    if (train) d.train = load_idx_dataset(c.data.train_images, c.data.train_labels);
-    d.test = load_idx_dataset(c.data.test_images, c.data.test_labels);
-  } else if (c.data.dataset == "cifar10") {
-    if (train) d.train = load_cifar10_dir(c.data.dir, true);
-    d.test = load_cifar10_dir(c.data.dir, false);
-  } else if (c.data.dataset == "images") {
-    const ImageSpec spec = image_spec(c);
-    if (train) d.train = load_image_folder(c.data.train_dir, spec, bad_image_policy(c), c.data.threads);
-    d.test = load_image_folder(c.data.test_dir, spec, bad_image_policy(c), c.data.threads);
-  } else {
-    if (train) d.train = load_fashion_mnist(c.data.dir, true);
-    d.test = load_fashion_mnist(c.data.dir, false);
+  switch (c.data.dataset) {
+    case DatasetKind::Idx:
+      if (train) d.train = load_idx_dataset(c.data.train_images, c.data.train_labels);
+      d.test = load_idx_dataset(c.data.test_images, c.data.test_labels);
+      break;
+    case DatasetKind::Cifar10:
+      if (train) d.train = load_cifar10_dir(c.data.dir, true);
+      d.test = load_cifar10_dir(c.data.dir, false);
+      break;
+    case DatasetKind::Images:
+      if (train) d.train = load_image_folder(c.data.train_dir, image_spec(c), c.data.on_error, c.data.threads);
+      d.test = load_image_folder(c.data.test_dir, image_spec(c), c.data.on_error, c.data.threads);
+      break;
+    case DatasetKind::FashionMnist:
+      if (train) d.train = load_fashion_mnist(c.data.dir, true);
+      d.test = load_fashion_mnist(c.data.dir, false);
+      break;
   }
   if (d.test.size() == 0) throw Error("the test set " + d.test.name + " holds no images: nothing to evaluate on");
   if (train && d.train.size() == 0) throw Error("the training set " + d.train.name + " holds no images");

@@ -36,7 +36,6 @@ struct Data {
 };
 Data load_data(const Config& c, bool with_train = true);
 ImageSpec image_spec(const Config& c);
-BadImagePolicy bad_image_policy(const Config& c);
 
 // "  autoencoder   MSE/pixel ...   squared error/image ...   BCE/image ..."
 void print_metrics(const char* who, const ReconMetrics& m);

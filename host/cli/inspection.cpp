@@ -54,12 +54,12 @@ void eval(CLI::App* cmd, const EvalOptions& o) {
   }
   // The Jacobian norm of a dense layer: by default the contractive layer, else a dense model's
   // first layer (a conv model's only dense encoder layer is its code, named with --jacobian).
-  const bool conv = cfg.model.type == "conv";
+  const bool conv = cfg.model.type == ModelType::Conv;
   const std::string jl = cmd->count("--jacobian") ? o.jacobian
                          : cfg.contractive.weight > 0.0f ? cfg.contractive.layer
                          : conv                          ? ""
                                                          : "encoder.0";
-  if (!jl.empty() && layer_activation(cfg.model, jl) != Activation::GELU)
+  if (!jl.empty() && contractive_supports(layer_activation(cfg.model, jl)))
     std::printf("  mean ||dh/dx||_F^2 of %s: %.4f\n", jl.c_str(), ae.jacobian_norm(data.test.images, jl));
   if (cfg.sparsity.type != SparsityConfig::Kind::None) print_sparsity(ae, cfg, data.test.images);
   if (cfg.model.variational) {
@@ -74,7 +74,7 @@ void eval(CLI::App* cmd, const EvalOptions& o) {
 void summary(const std::string& config, bool graph) {
   const Config cfg = load_config(config);
   const auto m = build_autoencoder(cfg, cfg.train.batch_size, GraphMode::Train);
-  if (cfg.model.type == "conv") {
+  if (cfg.model.type == ModelType::Conv) {
     std::printf("%-24s %-40s %-14s %10s\n", "  layer", "op", "shape (HxWxC)", "parameters");
     std::printf("%s", format_layer_shapes(conv_layer_shapes(cfg.model, cfg.loss.type == LossType::BCEWithLogits)).c_str());
     if (graph) std::printf("\n%s", m.graph.describe().c_str());

@@ -104,7 +104,7 @@ Stream open_stream(const Config& cfg, Device dev) {
       try {
         decoded.push_back(decode_image(f, spec));
       } catch (const Error&) {
-        if (bad_image_policy(cfg) == BadImagePolicy::Stop) throw;
+        if (cfg.data.on_error == BadImagePolicy::Stop) throw;
         std::fprintf(stderr, "cuae: skipping unreadable validation image %s\n", f.c_str());
       }
     }
@@ -120,7 +120,7 @@ Stream open_stream(const Config& cfg, Device dev) {
   so.drop_last = true;
   BatchAllocator alloc{[dev](std::size_t b) { return alloc_host_buffer(b, dev); },
                        [dev](void* p) { free_host_buffer(p, dev); }};
-  s.stream = std::make_unique<ImageStream>(std::move(files), spec, cfg.train.batch_size, bad_image_policy(cfg), so, alloc);
+  s.stream = std::make_unique<ImageStream>(std::move(files), spec, cfg.train.batch_size, cfg.data.on_error, so, alloc);
   return s;
 }
 
@@ -227,7 +227,7 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const st
                                                         : train.size();
   const std::string where = dev == Device::CPU ? "cpu (" + cpu_backend_description() + ")" : device_name(dev);
   std::printf("cuae: training %s autoencoder %s (%lld parameters) on %s (%lld images) on %s, %d epochs, batch %d, %s lr %g\n",
-              cfg.model.type.c_str(), layer_string(cfg.model).c_str(), static_cast<long long>(ae.parameter_count()),
+              config_name(cfg.model.type), layer_string(cfg.model).c_str(), static_cast<long long>(ae.parameter_count()),
               train.name.c_str(), static_cast<long long>(images), where.c_str(), cfg.train.epochs, cfg.train.batch_size,
               optimizer_name(cfg.optimizer.type), static_cast<double>(cfg.optimizer.lr));
   const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();
@@ -313,7 +313,7 @@ void pretrain(CLI::App* cmd, const RunOptions& o) {
   const Data data = load_data(cfg);
   if (cfg.data.stream) throw Error(o.config + ": [data] stream: pretraining reads its data into memory; set stream = false");
   prepare_output_dir(cfg.output.dir, {"pretrained.safetensors"}, o.force);
-  const bool rbm = cfg.pretrain.method == "rbm";
+  const bool rbm = cfg.pretrain.method == PretrainMethod::RBM;
   std::printf("cuae: pretraining %s layer by layer (%s, %d epochs per layer, batch %d) on %s on %s\n",
               layer_string(cfg.model).c_str(), rbm ? "RBMs, contrastive divergence" : "denoising autoencoders",
               cfg.pretrain.epochs, cfg.pretrain.batch_size, data.train.name.c_str(), device_name(dev));

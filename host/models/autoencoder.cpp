@@ -144,7 +144,7 @@ struct Autoencoder::State {
     o.training = training;
     o.optimizer = cfg.optimizer;
     o.seed = cfg.train.seed;
-    o.tf32 = cfg.train.precision == "tf32";
+    o.tf32 = cfg.train.precision == Precision::TF32;
     o.cuda_graph = cfg.train.cuda_graph;
     return o;
   }
@@ -234,7 +234,7 @@ TrainMemory plan_training_memory(const Config& config, Device device, std::int64
   ExecutorOptions o;
   o.device = device;
   o.optimizer = config.optimizer;
-  o.tf32 = config.train.precision == "tf32";
+  o.tf32 = config.train.precision == Precision::TF32;
   o.training = true;
   m.step = Executor::plan(build_autoencoder(config, config.train.batch_size, GraphMode::Train).graph, o);
   o.training = false;
@@ -731,7 +731,7 @@ VaeBounds Autoencoder::vae_bounds(const Tensor& images, int samples) {
   r.images = n;
   if (n == 0) return r;
   State::Aux& a = S.auxiliary(GraphMode::Sampled, std::min(n, kInferBatch));
-  const bool bern = cfg.vae.likelihood == "bernoulli";
+  const bool bern = cfg.vae.likelihood == Likelihood::Bernoulli;
   const double sigma = cfg.vae.sigma;
   const double log2pi = std::log(2.0 * M_PI);
   const double gauss_const = 0.5 * static_cast<double>(D) * std::log(2.0 * M_PI * sigma * sigma);
@@ -812,7 +812,7 @@ void Autoencoder::save(const std::string& path) {
                                           {"config", to_toml(S.cfg)},
                                           {"step", std::to_string(step())},
                                           {"epoch", std::to_string(S.epochs_done)},
-                                          {"model", S.cfg.model.type}};
+                                          {"model", config_name(S.cfg.model.type)}};
   if (S.trainer) {
     meta["run"] = run_state_json(S.run);
     for (const auto& [k, v] : S.best) tensors.emplace_back("best." + k, v);

@@ -68,7 +68,7 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
   for (std::size_t i = 0; i < nenc; ++i) {
     const ConvBlockConfig& b = m.encoder[i];
     const std::string nm = "encoder." + std::to_string(i);
-    if (b.type != "conv") fail(nm, "encoder blocks are type \"conv\", got \"" + b.type + "\"");
+    if (b.type != BlockType::Conv) fail(nm, std::string("encoder blocks are type \"conv\", got \"") + config_name(b.type) + "\"");
     if (b.channels <= 0) fail(nm, "channels must be > 0");
     if (b.kernel <= 0 || b.stride <= 0 || b.dilation <= 0) fail(nm, "kernel, stride and dilation must be > 0");
     const bool last = i + 1 == nenc;
@@ -88,15 +88,14 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
     l.params = static_cast<std::int64_t>(b.channels) * b.kernel * b.kernel * cur[2] + b.channels;
     cur = l.out;
     L.push_back(l);
-    if (b.pool != "none") {
-      if (b.pool != "max" && b.pool != "avg") fail(nm, "pool must be none, max or avg, got \"" + b.pool + "\"");
+    if (b.pool != PoolKind::None) {
       if (b.pool_size < 1) fail(nm, "pool_size must be >= 1");
       Layer pl;
-      pl.kind = b.pool == "max" ? Layer::Kind::MaxPool : Layer::Kind::AvgPool;
+      pl.kind = b.pool == PoolKind::Max ? Layer::Kind::MaxPool : Layer::Kind::AvgPool;
       pl.name = nm + ".pool";
       pl.in = cur;
       pl.pool = Pool2dOptions::make(b.pool_size, b.pool_size);
-      pl.what = b.pool + " pool " + std::to_string(b.pool_size) + "x" + std::to_string(b.pool_size);
+      pl.what = std::string(config_name(b.pool)) + " pool " + std::to_string(b.pool_size) + "x" + std::to_string(b.pool_size);
       const int pp = kern::pool_out_extent(static_cast<int>(cur[0]), b.pool_size, b.pool_size, 0);
       const int pq = kern::pool_out_extent(static_cast<int>(cur[1]), b.pool_size, b.pool_size, 0);
       if (pp <= 0 || pq <= 0) fail(pl.name, "a " + pl.what + " does not fit " + shape_hwc(cur));
@@ -246,31 +245,23 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
       const ConvBlockConfig& b = m.decoder[j];
       const bool last = j + 1 == m.decoder.size();
       const std::string nm = "decoder." + std::to_string(next);
-      if (b.type == "deconv" || b.type == "conv") {
-        add_deconv_or_conv(b.type == "deconv", last ? static_cast<int>(input[2]) : b.channels, b.kernel, b.stride, b.pad(),
+      if (b.type == BlockType::Deconv || b.type == BlockType::Conv) {
+        add_deconv_or_conv(b.type == BlockType::Deconv, last ? static_cast<int>(input[2]) : b.channels, b.kernel, b.stride, b.pad(),
                            b.dilation, b.output_padding, last ? out_act : m.activation, !last);
         if (last && b.channels != 0 && b.channels != input[2])
           fail(nm, "the last decoder block must produce the input's " + std::to_string(input[2]) + " channels, not " +
                        std::to_string(b.channels));
-      } else if (b.type == "upsample") {
+      } else if (b.type == BlockType::Upsample) {
         if (last) fail(nm, "the last decoder block must be a conv or deconv (it produces the image)");
         if (b.scale < 1) fail(nm, "scale must be >= 1");
-        UpsampleMode mode;
-        try {
-          mode = parse_upsample_mode(b.mode);
-        } catch (const Error& e) {
-          fail(nm, e.what());
-        }
-        add_upsample(static_cast<int>(cur[0]) * b.scale, static_cast<int>(cur[1]) * b.scale, mode);
-      } else if (b.type == "unpool") {
+        add_upsample(static_cast<int>(cur[0]) * b.scale, static_cast<int>(cur[1]) * b.scale, b.mode);
+      } else {  // BlockType::Unpool
         if (last) fail(nm, "the last decoder block must be a conv or deconv (it produces the image)");
         ++unpools;
         if (unpools > static_cast<int>(max_pools.size()))
           fail(nm, "unpool block " + std::to_string(unpools) + " has no max pool to pair with (the encoder has " +
                        std::to_string(max_pools.size()) + ")");
         add_unpool(max_pools[max_pools.size() - static_cast<std::size_t>(unpools)]);
-      } else {
-        fail(nm, "decoder block type must be deconv, conv, upsample or unpool, got \"" + b.type + "\"");
       }
     }
   }

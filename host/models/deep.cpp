@@ -119,8 +119,7 @@ DeepAutoencoderGraph build_deep_autoencoder(const Config& config, std::int64_t b
 namespace cuae {
 
 DeepAutoencoderGraph build_autoencoder(const Config& config, std::int64_t batch, GraphMode mode, int jacobian_layer) {
-  if (config.model.type == "conv") return build_conv_autoencoder(config, batch, mode, jacobian_layer);
-  CUAE_CHECK(config.model.type == "deep", "unknown model type \"" + config.model.type + "\" (expected deep or conv)");
+  if (config.model.type == ModelType::Conv) return build_conv_autoencoder(config, batch, mode, jacobian_layer);
   return build_deep_autoencoder(config, batch, mode, jacobian_layer);
 }
 

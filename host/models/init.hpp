@@ -28,7 +28,7 @@ inline Init weight_init(Activation act, std::int64_t fan_in, std::int64_t fan_ou
 // whose −log p(x|z) is Σ (x − x̂)²/(2σ²) + D/2·log(2πσ²) (the constant is not trained on; it is
 // added when the bound is reported).
 inline float vae_loss_weight(const Config& c) {
-  if (!c.model.variational || c.vae.likelihood != "gaussian") return 1.0f;
+  if (!c.model.variational || c.vae.likelihood != Likelihood::Gaussian) return 1.0f;
   return 1.0f / (2.0f * c.vae.sigma * c.vae.sigma);
 }
 

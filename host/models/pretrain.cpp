@@ -159,7 +159,7 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
                                              const std::function<void(const PretrainProgress&)>& progress) {
   const ModelConfig& model = cfg.model;
   const PretrainConfig& pc = cfg.pretrain;
-  CUAE_CHECK(model.type == "deep" && !model.variational && !model.tied_weights,
+  CUAE_CHECK(model.type == ModelType::Deep && !model.variational && !model.tied_weights,
              "pretraining builds a deep (untied, non-variational) autoencoder's encoder: [model] type = \"deep\"");
   const auto& L = model.layers;
   const std::size_t depth = L.size() - 1;
@@ -179,7 +179,7 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
   CUAE_CHECK(n_train >= batch, "pretraining needs at least one batch of " + std::to_string(batch) + " images");
   const std::int64_t steps = n_train / batch;
 
-  if (pc.method == "dae") return pretrain_dae_stack(cfg, data, device, n, progress);
+  if (pc.method == PretrainMethod::DAE) return pretrain_dae_stack(cfg, data, device, n, progress);
   // Every layer's executors share one store; each layer trains its own three parameters with
   // SGD and the 2006 schedule (momentum initial_momentum for the first momentum_switch_epoch
   // epochs, then momentum; L2 decay on W only).
@@ -200,13 +200,13 @@ std::map<std::string, Tensor> pretrain_stack(const Config& cfg, const Dataset& d
     RbmOptions o;
     o.k = pc.k;
     o.linear_hidden = li + 1 == depth && model.code_activation == Activation::Identity;
-    o.gaussian_visible = li == 0 && pc.visible == "gaussian";
+    o.gaussian_visible = li == 0 && pc.visible == VisibleUnits::Gaussian;
     const RbmLayer layer = rbm_layer(li, j, nv, nh, batch, held, chunk, o);
     ExecutorOptions eo;
     eo.device = device;
     eo.training = true;
     eo.seed = cfg.train.seed;
-    eo.tf32 = cfg.train.precision == "tf32";
+    eo.tf32 = cfg.train.precision == Precision::TF32;
     eo.cuda_graph = cfg.train.cuda_graph;
     eo.optimizer.type = OptimizerType::SGD;
     eo.optimizer.lr = o.linear_hidden ? pc.lr * pc.linear_lr_scale : pc.lr;

@@ -122,27 +122,50 @@
 #include "cuae/data.hpp"
 #include "cuae/executor.hpp"
 #include "cuae/graph.hpp"
+#include "cuae/images.hpp"
 
 namespace cuae {
 
+// The settings that take one of a few names are enums, parsed once when the file is read. Each
+// enum's config spelling is defined once (config_name, in config.cpp) and serves the parser, the
+// messages and to_toml.
+enum class ModelType { Deep, Conv };
+enum class BlockType { Conv, Deconv, Upsample, Unpool };
+enum class PoolKind { None, Max, Avg };
+enum class Likelihood { Bernoulli, Gaussian };
+enum class PretrainMethod { RBM, DAE };
+enum class VisibleUnits { Bernoulli, Gaussian };
+enum class Precision { FP32, TF32 };
+enum class DatasetKind { FashionMnist, Idx, Images, Cifar10 };
+CUAE_API const char* config_name(ModelType v);       // "deep", "conv"
+CUAE_API const char* config_name(BlockType v);       // "conv", "deconv", "upsample", "unpool"
+CUAE_API const char* config_name(PoolKind v);        // "none", "max", "avg"
+CUAE_API const char* config_name(Likelihood v);      // "bernoulli", "gaussian"
+CUAE_API const char* config_name(PretrainMethod v);  // "rbm", "dae"
+CUAE_API const char* config_name(VisibleUnits v);    // "bernoulli", "gaussian"
+CUAE_API const char* config_name(Precision v);       // "fp32", "tf32"
+CUAE_API const char* config_name(DatasetKind v);     // "fashion-mnist", "idx", "images", "cifar10"
+CUAE_API const char* config_name(ImageSpec::Fit v);  // "crop", "resize"
+CUAE_API const char* config_name(BadImagePolicy v);  // "stop", "skip"
+
 // One block of a convolutional autoencoder (see the [[model.encoder]] comment above).
 struct CUAE_API ConvBlockConfig {
-  std::string type = "conv";      // encoder: conv; decoder: deconv | conv | upsample | unpool
+  BlockType type = BlockType::Conv;  // encoder: conv; decoder: deconv | conv | upsample | unpool
   int channels = 0;
   int kernel = 3;
   int stride = 1;
   int padding = -1;               // -1: dilation·(kernel−1)/2
   int dilation = 1;
   int output_padding = 0;         // deconv
-  std::string pool = "none";      // encoder: none | max | avg
+  PoolKind pool = PoolKind::None;  // encoder
   int pool_size = 2;
-  std::string mode = "nearest";   // upsample: nearest | bilinear
+  UpsampleMode mode = UpsampleMode::Nearest;  // upsample
   int scale = 2;                  // upsample
   int pad() const { return padding >= 0 ? padding : dilation * (kernel - 1) / 2; }
 };
 
 struct CUAE_API ModelConfig {
-  std::string type = "deep";      // deep | conv
+  ModelType type = ModelType::Deep;
   // deep: the widths, input first. conv: derived from the shapes (input C·H·W, the flattened size
   // after each encoder block, then the code), so every per-layer option (sparsity and contractive
   // layers, encode, activations) addresses conv and deep models alike.
@@ -162,13 +185,13 @@ struct CUAE_API ModelConfig {
 struct CUAE_API VaeConfig {
   float beta = 1.0f;
   double warmup_epochs = 0.0;
-  std::string likelihood = "bernoulli";
+  Likelihood likelihood = Likelihood::Bernoulli;
   float sigma = 0.1f;
   int samples = 100;
 };
 
 struct CUAE_API PretrainConfig {
-  std::string method = "rbm";      // rbm | dae
+  PretrainMethod method = PretrainMethod::RBM;
   int epochs = 10;                 // per layer
   int batch_size = 100;
   float lr = 0.1f;                 // rbm: SGD learning rate
@@ -178,7 +201,7 @@ struct CUAE_API PretrainConfig {
   int momentum_switch_epoch = 5;
   float weight_decay = 2e-4f;
   int k = 1;                       // CD-k
-  std::string visible = "bernoulli";  // first layer's visible units: bernoulli | gaussian
+  VisibleUnits visible = VisibleUnits::Bernoulli;  // the first layer's visible units
   float noise = 0.2f;              // dae: masking fraction
 };
 
@@ -213,7 +236,7 @@ struct CUAE_API TrainConfig {
   int epochs = 10;
   std::uint64_t seed = 1;
   std::string device = "auto";
-  std::string precision = "fp32";  // "fp32" | "tf32"
+  Precision precision = Precision::FP32;
   bool cuda_graph = true;
   std::int64_t max_train = 0;
   int log_every = 50;
@@ -224,13 +247,13 @@ struct CUAE_API TrainConfig {
 };
 
 struct CUAE_API DataConfig {
-  std::string dataset = "fashion-mnist";
+  DatasetKind dataset = DatasetKind::FashionMnist;
   std::string dir = default_fashion_mnist_dir();  // $CUAE_FASHION_MNIST_DIR, else Debian's location
   std::string train_images, train_labels, test_images, test_labels;
   std::string train_dir, test_dir;
   std::vector<std::int64_t> image_size;
-  std::string fit = "crop";
-  std::string on_error = "stop";
+  ImageSpec::Fit fit = ImageSpec::Fit::Crop;
+  BadImagePolicy on_error = BadImagePolicy::Stop;
   bool stream = false;
   int threads = 0;
   int prefetch = 4;

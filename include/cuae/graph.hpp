@@ -75,6 +75,9 @@ CUAE_API const char* loss_type_name(LossType l);
 CUAE_API LossType parse_loss_type(const std::string& s);      // "mse", "l1", "bce"
 CUAE_API const char* noise_type_name(NoiseType n);
 CUAE_API NoiseType parse_noise_type(const std::string& s);    // "mask", "gaussian", "salt_pepper"
+// The activations whose layers the contractive penalty supports (its Jacobian needs the
+// derivative from the layer's output): identity, relu, leaky_relu, sigmoid and tanh.
+CUAE_API bool contractive_supports(Activation a);
 CUAE_API const char* upsample_mode_name(UpsampleMode m);
 CUAE_API UpsampleMode parse_upsample_mode(const std::string& s);  // "nearest", "bilinear"
 

@@ -97,6 +97,11 @@ Value Graph::activity_penalty(Value h, PenaltyType type, float weight, float rho
   return add_node(std::move(n), {{nm, Shape{1}}}, true);
 }
 
+bool contractive_supports(Activation a) {
+  return a == Activation::Identity || a == Activation::ReLU || a == Activation::LeakyReLU || a == Activation::Sigmoid ||
+         a == Activation::Tanh;
+}
+
 Value Graph::contractive_penalty(Value h, float weight, bool objective, const std::string& name) {
   const std::string nm = node_name(name, "contractive");
   const auto& hi = info(h);
@@ -107,10 +112,8 @@ Value Graph::contractive_penalty(Value h, float weight, bool objective, const st
              nm + ": \"" + hi.name + "\" is not the output of a dense layer");
   CUAE_CHECK(!l.w_transposed, nm + ": layer \"" + d->name + "\" uses a transposed (tied) weight; the contractive penalty "
                               "applies to encoder layers with their own weight");
-  CUAE_CHECK(l.act == Activation::Identity || l.act == Activation::ReLU || l.act == Activation::LeakyReLU ||
-                 l.act == Activation::Sigmoid || l.act == Activation::Tanh,
-             nm + ": the contractive penalty supports identity, relu, leaky_relu, sigmoid and tanh layers, \"" + d->name +
-                 "\" is " + activation_name(l.act));
+  CUAE_CHECK(contractive_supports(l.act), nm + ": the contractive penalty does not support " +
+                                             std::string(activation_name(l.act)) + " layers (\"" + d->name + "\")");
   detail::Node n(&detail::kContractive, nm, {h.id, l.weight}, l);
   n.weight = weight;
   n.objective = objective;
