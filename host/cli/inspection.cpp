@@ -119,6 +119,19 @@ void add_inspection_commands(CLI::App& app) {
   s->add_flag("--graph", *graph, "also list every graph node");
   s->callback([config, graph] { summary(*config, *graph); });
 
+  auto cfg_file = std::make_shared<std::string>();
+  auto reference = std::make_shared<bool>(false);
+  CLI::App* c = app.add_subcommand("config", "print a config as cuae reads it, or every key with its meaning");
+  c->footer("--config FILE: the file with every default filled in, as checkpoints store it. --reference: every table "
+            "and key, with its default and what it means.");
+  CLI::Option* file = c->add_option("--config", *cfg_file, "the TOML config file")->check(CLI::ExistingFile);
+  c->add_flag("--reference", *reference, "list every key with its default and meaning")->excludes(file);
+  c->callback([c, cfg_file, reference] {
+    if (*reference) std::fputs(config_reference().c_str(), stdout);
+    else if (!cfg_file->empty()) std::fputs(to_toml(load_config(*cfg_file)).c_str(), stdout);
+    else throw CLI::RequiredError("--config FILE or --reference");
+  });
+
   app.add_subcommand("version", "print the version and whether a CUDA device is usable")->callback([] {
     std::printf("cuae %s, CUDA device %s\n", version(),
                 cuda_available() ? "available" : ("not available: " + cuda_unavailable_reason()).c_str());

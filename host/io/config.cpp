@@ -93,7 +93,7 @@ class TableReader {
 
   // Every key of a schema table (config_schema.hpp).
   auto keys() {
-    return [this](const char* key, auto& member) { get(key, member); };
+    return [this](const char* key, auto& member, const char* /*doc*/) { get(key, member); };
   }
 
   bool has(const char* key) const { return t_ && t_->get(key) != nullptr; }

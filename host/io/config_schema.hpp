@@ -94,132 +94,137 @@ CUAE_FUNCTION_SPELLING(NoiseType, parse_noise_type, noise_type_name)
 CUAE_FUNCTION_SPELLING(UpsampleMode, parse_upsample_mode, upsample_mode_name)
 #undef CUAE_FUNCTION_SPELLING
 
-// The keys of each table, in file order: key(name, member). Keys that need more than a member
+// The keys of each table, in file order: key(name, member, doc). The docs are what
+// `cuae config --reference` prints (config_reference()). Keys that need more than a member
 // (model.layers vs input, the conv block lists, noise's "none", the older train.tf32) are read and
 // written by hand in config.cpp and config_toml.cpp.
 template <class M, class F>
 void model_keys(M& m, F&& key) {
-  key("activation", m.activation);
-  key("code_activation", m.code_activation);
-  key("output_activation", m.output_activation);
-  key("tied_weights", m.tied_weights);
-  key("leaky_slope", m.leaky_slope);
-  key("dropout", m.dropout);
-  key("variational", m.variational);
+  key("activation", m.activation, "hidden layers: identity | relu | leaky_relu | sigmoid | tanh | gelu");
+  key("code_activation", m.code_activation, "the code layer (\"identity\": a linear code)");
+  key("output_activation", m.output_activation, "the reconstruction; \"sigmoid\" with loss bce");
+  key("tied_weights", m.tied_weights, "dense models: decoder layer i reuses encoder weight i transposed");
+  key("leaky_slope", m.leaky_slope, "leaky_relu's slope below zero");
+  key("dropout", m.dropout,
+      "inverted dropout on every hidden layer's output in training (not the code or the output)");
+  key("variational", m.variational,
+      "a VAE: the code layer becomes a Gaussian head (mu, log sigma^2), sampled by reparameterization");
 }
 
 template <class B, class F>
 void block_keys(B& b, F&& key) {
-  key("type", b.type);
-  key("channels", b.channels);
-  key("kernel", b.kernel);
-  key("stride", b.stride);
+  key("type", b.type, "encoder: conv; decoder: deconv | conv | upsample | unpool");
+  key("channels", b.channels, "output channels (the last decoder block: the input's)");
+  key("kernel", b.kernel, "square filter size");
+  key("stride", b.stride, "filter stride");
   // padding: -1 is allowed ("same"), read by hand
-  key("dilation", b.dilation);
-  key("output_padding", b.output_padding);
-  key("pool", b.pool);
-  key("pool_size", b.pool_size);
-  key("mode", b.mode);
-  key("scale", b.scale);
+  key("dilation", b.dilation, "filter dilation");
+  key("output_padding", b.output_padding, "deconv: extra rows and columns on the output's far side");
+  key("pool", b.pool, "encoder: none | max | avg, window = stride = pool_size");
+  key("pool_size", b.pool_size, "pooling window");
+  key("mode", b.mode, "upsample: nearest | bilinear");
+  key("scale", b.scale, "upsample: integer factor");
 }
 
 template <class V, class F>
 void vae_keys(V& v, F&& key) {
-  key("beta", v.beta);
-  key("warmup_epochs", v.warmup_epochs);
-  key("likelihood", v.likelihood);
-  key("sigma", v.sigma);
-  key("samples", v.samples);
+  key("beta", v.beta, "weight of KL(q(z|x) || N(0, I)) in the objective");
+  key("warmup_epochs", v.warmup_epochs, "the KL weight rises linearly from 0 to beta over these epochs");
+  key("likelihood", v.likelihood, "bernoulli (loss bce) | gaussian (loss mse): -log p(x|z) per image, in nats");
+  key("sigma", v.sigma, "gaussian: the fixed standard deviation of p(x|z)");
+  key("samples", v.samples, "importance samples of cuae eval's bound on log p(x)");
 }
 
 template <class P, class F>
 void pretrain_keys(P& p, F&& key) {
-  key("method", p.method);
-  key("epochs", p.epochs);
-  key("batch_size", p.batch_size);
-  key("lr", p.lr);
-  key("linear_lr_scale", p.linear_lr_scale);
-  key("momentum", p.momentum);
-  key("initial_momentum", p.initial_momentum);
-  key("momentum_switch_epoch", p.momentum_switch_epoch);
-  key("weight_decay", p.weight_decay);
-  key("k", p.k);
-  key("visible", p.visible);
-  key("noise", p.noise);
+  key("method", p.method, "rbm (contrastive divergence) | dae (denoising autoencoders)");
+  key("epochs", p.epochs, "epochs per layer");
+  key("batch_size", p.batch_size, "batch per layer");
+  key("lr", p.lr, "rbm: SGD learning rate");
+  key("linear_lr_scale", p.linear_lr_scale, "rbm: the linear code layer's rate relative to lr");
+  key("momentum", p.momentum, "rbm: momentum after the switch epoch");
+  key("initial_momentum", p.initial_momentum, "rbm: momentum for the first momentum_switch_epoch epochs");
+  key("momentum_switch_epoch", p.momentum_switch_epoch, "rbm: the epoch the momentum switches");
+  key("weight_decay", p.weight_decay, "rbm: L2 weight decay");
+  key("k", p.k, "rbm: Gibbs steps of CD-k");
+  key("visible", p.visible, "rbm: the first layer's visible units, bernoulli | gaussian");
+  key("noise", p.noise, "dae: masking fraction");
 }
 
 template <class S, class F>
 void sparsity_keys(S& s, F&& key) {
-  key("type", s.type);
-  key("layer", s.layer);
-  key("target", s.target);
-  key("weight", s.weight);
-  key("k", s.k);
+  key("type", s.type, "none | kl | l1 | ksparse");
+  key("layer", s.layer, "\"code\" or \"encoder.N\" (the output of encoder layer N, from 0)");
+  key("target", s.target, "kl: target mean activation rho");
+  key("weight", s.weight, "kl: beta; l1: lambda");
+  key("k", s.k, "ksparse: active units kept per sample");
 }
 
 template <class C, class F>
 void contractive_keys(C& c, F&& key) {
-  key("weight", c.weight);
-  key("layer", c.layer);
+  key("weight", c.weight, "lambda of lambda*||dh/dx||_F^2 (0: off)");
+  key("layer", c.layer, "the encoder layer penalised");
 }
 
 template <class L, class F>
 void loss_keys(L& l, F&& key) {
-  key("type", l.type);
-  key("reduction", l.reduction);
+  key("type", l.type, "mse | l1 | bce (binary cross-entropy on logits)");
+  key("reduction", l.reduction, "sum (per image, averaged over the batch) | mean (per element)");
 }
 
 template <class O, class F>
 void optimizer_keys(O& o, F&& key) {
-  key("type", o.type);
-  key("lr", o.lr);
-  key("beta1", o.beta1);
-  key("beta2", o.beta2);
-  key("eps", o.eps);
-  key("weight_decay", o.weight_decay);
-  key("momentum", o.momentum);
-  key("nesterov", o.nesterov);
-  key("l1", o.l1);
+  key("type", o.type, "sgd | adam | adamw");
+  key("lr", o.lr, "learning rate");
+  key("beta1", o.beta1, "Adam's first-moment decay");
+  key("beta2", o.beta2, "Adam's second-moment decay");
+  key("eps", o.eps, "Adam's denominator epsilon");
+  key("weight_decay", o.weight_decay, "L2 (sgd, adam) or decoupled (adamw) weight decay");
+  key("momentum", o.momentum, "sgd: momentum (0.9 by default for sgd)");
+  key("nesterov", o.nesterov, "sgd: Nesterov momentum");
+  key("l1", o.l1, "L1 weight penalty lambda_1*sum|w| (weights only)");
 }
 
 template <class T, class F>
 void train_keys(T& t, F&& key) {
-  key("batch_size", t.batch_size);
-  key("epochs", t.epochs);
-  key("seed", t.seed);
-  key("device", t.device);
-  key("precision", t.precision);
-  key("cuda_graph", t.cuda_graph);
-  key("max_train", t.max_train);
-  key("log_every", t.log_every);
-  key("validation", t.validation);
-  key("patience", t.patience);
-  key("checkpoint_every", t.checkpoint_every);
-  key("checkpoint_minutes", t.checkpoint_minutes);
+  key("batch_size", t.batch_size, "examples per step");
+  key("epochs", t.epochs, "epochs to train");
+  key("seed", t.seed, "initialisation, data order and noise");
+  key("device", t.device, "auto | cuda | cpu");
+  key("precision", t.precision, "fp32 | tf32 (CUDA: TF32 tensor cores; the CPU computes fp32)");
+  key("cuda_graph", t.cuda_graph, "CUDA: capture the whole step once per batch shape and replay it");
+  key("max_train", t.max_train, "use only the first N training images (0: all)");
+  key("log_every", t.log_every, "steps between progress lines");
+  key("validation", t.validation,
+      "fraction of the training images held out (from the end), scored after every epoch");
+  key("patience", t.patience, "early stopping: epochs without a better validation loss (0: off)");
+  key("checkpoint_every", t.checkpoint_every,
+      "cuae train: also write the checkpoint every N steps (always at epoch ends and when interrupted)");
+  key("checkpoint_minutes", t.checkpoint_minutes, "... and at least every this many minutes (0: off)");
 }
 
 template <class D, class F>
 void data_keys(D& d, F&& key) {
-  key("dataset", d.dataset);
-  key("dir", d.dir);
-  key("train_images", d.train_images);
-  key("train_labels", d.train_labels);
-  key("test_images", d.test_images);
-  key("test_labels", d.test_labels);
-  key("train_dir", d.train_dir);
-  key("test_dir", d.test_dir);
-  key("image_size", d.image_size);
-  key("fit", d.fit);
-  key("on_error", d.on_error);
-  key("stream", d.stream);
-  key("threads", d.threads);
-  key("prefetch", d.prefetch);
-  key("max_test", d.max_test);
+  key("dataset", d.dataset, "fashion-mnist | idx | images | cifar10");
+  key("dir", d.dir, "fashion-mnist and cifar10: the folder of the files");
+  key("train_images", d.train_images, "idx: the training images file");
+  key("train_labels", d.train_labels, "idx: the training labels file (optional)");
+  key("test_images", d.test_images, "idx: the test images file");
+  key("test_labels", d.test_labels, "idx: the test labels file (optional)");
+  key("train_dir", d.train_dir, "images: the folder of training PNG/JPEG files (searched recursively)");
+  key("test_dir", d.test_dir, "images: the folder of test images");
+  key("image_size", d.image_size, "images: [channels, height, width] (default: a conv model's input)");
+  key("fit", d.fit, "images: crop (scale the short side, cut the centre) | resize");
+  key("on_error", d.on_error, "images: stop at an unreadable image, or skip it (logged, counted)");
+  key("stream", d.stream, "images: decode training batches on background threads instead of loading them all");
+  key("threads", d.threads, "images: decoding threads (0: all but one core)");
+  key("prefetch", d.prefetch, "images: batches decoded ahead");
+  key("max_test", d.max_test, "evaluate on the first N test images only (0: all)");
 }
 
 template <class O, class F>
 void output_keys(O& o, F&& key) {
-  key("dir", o.dir);
+  key("dir", o.dir, "the run's folder: checkpoint.safetensors, reconstructions.png, metrics.csv");
 }
 
 }  // namespace cuae::config_schema

@@ -1,5 +1,10 @@
 // cuae::Config — a training run described in a TOML file (parsed with toml++).
 //
+// The overview below shows the tables and their main keys. The complete reference — every key,
+// its default and meaning — is generated from the schema the parser reads (host/io/config_schema.hpp)
+// by config_reference() / `cuae config --reference`; `cuae config --config FILE` prints a file with
+// every default filled in.
+//
 //   [model]                       # deep (stacked, symmetric) autoencoder
 //   layers = [784, 1000, 500, 250, 30]   # input width first, code width last; the decoder mirrors it
 //   activation = "sigmoid"        # hidden layers: identity|relu|leaky_relu|sigmoid|tanh|gelu
@@ -283,6 +288,9 @@ CUAE_API Config parse_config(const std::string& text, const std::string& origin 
 CUAE_API Config load_config(const std::string& path);
 // The config as TOML (every key written), parseable by parse_config. Stored in checkpoints.
 CUAE_API std::string to_toml(const Config& c);
+// Every table and key with its default and a line on what it means, as TOML with comments
+// (`cuae config --reference`), from the same schema the parser reads.
+CUAE_API std::string config_reference();
 // Resolves train.device: "auto" is CUDA when a GPU is usable, else the CPU.
 CUAE_API Device resolve_device(const std::string& device);
 // The encoder layer a layer name ("code" or "encoder.N") refers to, in [0, depth); throws naming
