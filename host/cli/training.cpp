@@ -113,6 +113,10 @@ Stream open_stream(const Config& cfg, Device dev) {
     for (std::size_t i = 0; i < decoded.size(); ++i)
       std::copy(decoded[i].begin(), decoded[i].end(), s.validation.f32() + static_cast<std::int64_t>(i) * spec.features());
   }
+  if (static_cast<std::int64_t>(files.size()) < cfg.train.batch_size)
+    throw Error(cfg.data.train_dir + ": " + std::to_string(files.size()) + " training images" +
+                (n_val ? " after holding out " + std::to_string(n_val) + " for validation" : std::string()) +
+                ", fewer than one batch of " + std::to_string(cfg.train.batch_size) + " ([train] batch_size)");
   ImageStreamOptions so;
   so.threads = cfg.data.threads;
   so.prefetch = cfg.data.prefetch;

@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 // jpeglib.h needs size_t and FILE declared first.
@@ -547,6 +548,10 @@ Dataset load_image_folder(const std::string& dir, const ImageSpec& spec, BadImag
     } joiner{pool};
     try {
       for (int t = 1; t < count; ++t) pool.emplace_back(work);
+    } catch (const std::system_error& e) {
+      abort = true;  // the started threads stop and are joined
+      throw Error(dir + ": cannot start image decoding thread " + std::to_string(pool.size() + 1) + " of " +
+                  std::to_string(count - 1) + ": " + e.what() + " (lower [data] threads)");
     } catch (...) {
       abort = true;
       throw;

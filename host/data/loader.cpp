@@ -16,6 +16,7 @@
 #include <mutex>
 #include <new>
 #include <random>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -312,7 +313,14 @@ ImageStream::ImageStream(std::vector<std::string> files, const ImageSpec& spec, 
       s.slots[i].data = static_cast<float*>(p);
       s.free_slots.push_back(static_cast<int>(s.slots.size() - 1 - i));
     }
-    for (int t = 0; t < threads; ++t) s.workers.emplace_back([&s] { s.run(); });
+    for (int t = 0; t < threads; ++t) {
+      try {
+        s.workers.emplace_back([&s] { s.run(); });
+      } catch (const std::system_error& e) {
+        throw Error("image stream: cannot start decoding thread " + std::to_string(t + 1) + " of " + std::to_string(threads) +
+                    ": " + e.what() + " (lower [data] threads)");
+      }
+    }
   } catch (...) {
     s.shutdown();
     throw;

@@ -363,6 +363,7 @@ Config parse_config(const std::string& text, const std::string& origin) {
     if (c.train.patience > 0 && c.train.validation <= 0.0)
       r.fail("patience", "early stopping needs a validation split: set [train] validation, e.g. 0.1");
     if (c.train.batch_size <= 0) r.fail("batch_size", "must be > 0");
+    if (c.train.epochs < 1) r.fail("epochs", "must be >= 1");
     if (c.train.log_every <= 0) r.fail("log_every", "must be > 0");
     if (c.train.device != "auto" && c.train.device != "cuda" && c.train.device != "cpu")
       r.fail("device", "expected auto, cuda or cpu, got \"" + c.train.device + "\"");

@@ -195,7 +195,7 @@ struct Autoencoder::State {
   template <class Sink>
   void run_batches(const Tensor& images, Sink sink, int jacobian_layer = -1) {
     const std::int64_t d = cfg.model.layers.front();
-    CUAE_CHECK(images.rank() == 2 && images.dim(1) == d && images.dtype() == DType::F32,
+    CUAE_REQUIRE(images.rank() == 2 && images.dim(1) == d && images.dtype() == DType::F32,
                "images " + shape_str(images.shape()) + " do not match the model's input width " + std::to_string(d));
     const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
     const std::int64_t n = host.dim(0);
@@ -261,7 +261,7 @@ void check_memory(const TrainMemory& m, Device device) {
 Autoencoder::Autoencoder(const Config& config, Device device) : s_(std::make_unique<State>()) {
   s_->cfg = config;
   s_->device = device;
-  CUAE_CHECK(config.model.layers.size() >= 2, "model.layers needs at least two widths");
+  CUAE_REQUIRE(config.model.layers.size() >= 2, "model.layers needs at least two widths");
   // Builds (and so validates) the graph now, so a bad config fails here and not mid-way.
   build_autoencoder(config, config.train.batch_size, GraphMode::Train);
 }
@@ -354,7 +354,7 @@ void Autoencoder::train(const Dataset& data, const std::function<void(const Trai
   State& S = *s_;
   const auto& cfg = S.cfg;
   const std::int64_t d = cfg.model.layers.front();
-  CUAE_CHECK(data.features() == d, "dataset \"" + data.name + "\" has " + std::to_string(data.features()) +
+  CUAE_REQUIRE(data.features() == d, "dataset \"" + data.name + "\" has " + std::to_string(data.features()) +
                                        " values per image, the model's input has " + std::to_string(d));
   std::int64_t n = data.size();
   if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
@@ -400,12 +400,12 @@ void Autoencoder::train(ImageStream& stream, const Tensor& validation,
   State& S = *s_;
   const auto& cfg = S.cfg;
   const std::int64_t d = cfg.model.layers.front();
-  CUAE_CHECK(stream.spec().features() == d, "the image stream gives " + std::to_string(stream.spec().features()) +
+  CUAE_REQUIRE(stream.spec().features() == d, "the image stream gives " + std::to_string(stream.spec().features()) +
                                                 " values per image, the model's input has " + std::to_string(d));
-  CUAE_CHECK(stream.batch_size() == cfg.train.batch_size,
+  CUAE_REQUIRE(stream.batch_size() == cfg.train.batch_size,
              "the image stream's batch size " + std::to_string(stream.batch_size()) + " differs from [train] batch_size " +
                  std::to_string(cfg.train.batch_size));
-  CUAE_CHECK(stream.size() >= cfg.train.batch_size, "the image stream has " + std::to_string(stream.size()) +
+  CUAE_REQUIRE(stream.size() >= cfg.train.batch_size, "the image stream has " + std::to_string(stream.size()) +
                                                         " files, fewer than one batch of " + std::to_string(cfg.train.batch_size));
   if (!S.trainer) check_memory(plan_training_memory(cfg, S.device, 0), S.device);  // batches stream through
   ensure_trainer();
@@ -561,7 +561,7 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       const bool checkpoint_step = cfg.train.checkpoint_every > 0 && ex.step() % cfg.train.checkpoint_every == 0;
       if ((s % cfg.train.log_every == 0 || checkpoint_step) && s < steps) report(false, false);
     }
-    CUAE_CHECK(s > 0, "an epoch produced no full batch (every image skipped?)");
+    CUAE_REQUIRE(s > 0, "an epoch produced no full batch (every image skipped?)");
     report(true, S.stop_requested.load());
     if (S.stop_requested.load() && S.epochs_done < target) {
       S.interrupted = true;
@@ -619,7 +619,7 @@ double Autoencoder::jacobian_norm(const Tensor& images, const std::string& layer
 
 Tensor corrupt_images(const Tensor& images, NoiseType type, float level, std::uint64_t seed) {
   const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
-  CUAE_CHECK(host.dtype() == DType::F32, "corrupt_images: images must be F32, got " + std::string(dtype_name(host.dtype())));
+  CUAE_REQUIRE(host.dtype() == DType::F32, "corrupt_images: images must be F32, got " + std::string(dtype_name(host.dtype())));
   Tensor out(host.shape());
   if (host.numel() == 0) return out;
   kern::Corrupt a;
@@ -685,7 +685,7 @@ void Autoencoder::load_parameters(const std::map<std::string, Tensor>& tensors) 
 Tensor Autoencoder::decode(const Tensor& codes) {
   State& S = *s_;
   const std::int64_t k = S.cfg.model.layers.back(), d = S.cfg.model.layers.front();
-  CUAE_CHECK(codes.rank() == 2 && codes.dim(1) == k && codes.dtype() == DType::F32,
+  CUAE_REQUIRE(codes.rank() == 2 && codes.dim(1) == k && codes.dtype() == DType::F32,
              "decode: codes " + shape_str(codes.shape()) + " must be [N, " + std::to_string(k) + "] F32");
   const Tensor host = codes.device() == Device::CPU ? codes : codes.to(Device::CPU);
   const std::int64_t n = host.dim(0);
@@ -707,7 +707,7 @@ Tensor Autoencoder::decode(const Tensor& codes) {
 }
 
 Tensor Autoencoder::sample(std::int64_t n, std::uint64_t seed) {
-  CUAE_CHECK(s_->cfg.model.variational, "sample: the model is not variational ([model] variational = true)");
+  CUAE_REQUIRE(s_->cfg.model.variational, "sample: the model is not variational ([model] variational = true)");
   const std::int64_t k = s_->cfg.model.layers.back();
   Tensor z({n, k});
   std::mt19937_64 rng(seed);
@@ -719,10 +719,10 @@ Tensor Autoencoder::sample(std::int64_t n, std::uint64_t seed) {
 VaeBounds Autoencoder::vae_bounds(const Tensor& images, int samples) {
   State& S = *s_;
   const Config& cfg = S.cfg;
-  CUAE_CHECK(cfg.model.variational, "vae_bounds: the model is not variational ([model] variational = true)");
-  CUAE_CHECK(samples >= 1, "vae_bounds: samples must be >= 1");
+  CUAE_REQUIRE(cfg.model.variational, "vae_bounds: the model is not variational ([model] variational = true)");
+  CUAE_REQUIRE(samples >= 1, "vae_bounds: samples must be >= 1");
   const std::int64_t D = cfg.model.layers.front(), k = cfg.model.layers.back();
-  CUAE_CHECK(images.rank() == 2 && images.dim(1) == D && images.dtype() == DType::F32,
+  CUAE_REQUIRE(images.rank() == 2 && images.dim(1) == D && images.dtype() == DType::F32,
              "images " + shape_str(images.shape()) + " do not match the model's input width " + std::to_string(D));
   const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
   const std::int64_t n = host.dim(0);

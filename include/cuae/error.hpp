@@ -25,3 +25,10 @@ class CUAE_API Error : public std::runtime_error {
   do {                                                                                   \
     if (!(cond)) ::cuae::fail_at(__FILE__, __LINE__, std::string("check failed: ") + (msg)); \
   } while (0)
+
+// A caller's mistake at the public API (a model that is not variational asked for samples, images
+// of the wrong width): the message alone, which names what is wrong, without a source location.
+#define CUAE_REQUIRE(cond, msg)                 \
+  do {                                          \
+    if (!(cond)) throw ::cuae::Error((msg));    \
+  } while (0)

@@ -110,6 +110,14 @@ PY
     config ""
     sed -i 's/^epochs = 1$/epochs = 2147483648/' "$tmp/c.toml"
     expect epochs "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  epochs_zero)
+    config ""
+    sed -i 's/^epochs = 1$/epochs = 0/' "$tmp/c.toml"
+    expect epochs "$cuae" train --config "$tmp/c.toml" --device cpu ;;
+  sample_from_a_plain_autoencoder)
+    checkpoint
+    expect variational "$cuae" sample --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu
+    [[ $(cat "$tmp/err") != *"check failed"* ]] || { echo "FAIL: an internal check's wording reached the user"; exit 1; } ;;
   epochs_option_overflows)
     config ""
     expect "--epochs" "$cuae" train --config "$tmp/c.toml" --device cpu --epochs 99999999999999999999 ;;
@@ -183,7 +191,7 @@ PY
     expect "are available" "$cuae" train --config "$tmp/c.toml" --device cpu
     [[ $(cat "$tmp/err") == *batch_size* ]] || { echo "FAIL: the error does not say what to change"; exit 1; } ;;
   help_per_command)
-    for c in train pretrain eval summary sample interpolate scatter denoise encode version; do
+    for c in train pretrain eval summary config sample interpolate scatter denoise encode version; do
       "$cuae" "$c" --help >"$tmp/out" 2>&1 || { echo "FAIL: cuae $c --help exits non-zero"; cat "$tmp/out"; exit 1; }
       grep -q "Usage: cuae $c" "$tmp/out" || { echo "FAIL: cuae $c --help prints no usage"; exit 1; }
     done
