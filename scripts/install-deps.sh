@@ -8,6 +8,7 @@ pkgs=(
   libopenblas-openmp-dev           # CPU reference GEMM and LAPACK (PCA), OpenMP build
   zlib1g-dev libpng-dev            # gzip'd IDX files, PNG grids
   libjpeg-dev libstb-dev           # image datasets: JPEG decoding, resampling
+  libcairo2-dev fonts-dejavu-core  # figures: labelled grids, loss curves, scatter plots
   libtomlplusplus-dev              # config files (TOML)
   nlohmann-json3-dev               # safetensors headers (JSON)
   libcli11-dev                     # the command line's parser

@@ -5,5 +5,5 @@
 # `cuae train` (e.g. --epochs 20 --out runs/long).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
+bash scripts/build.sh cuae_cli  # the program only: tests and benchmarks are not needed to train
 exec ./build/cuae train --config configs/deep.toml "$@"

@@ -1,12 +1,15 @@
-// cuae/analysis.hpp: pixel variance, nearest-neighbour distances and the scatter rasteriser,
-// against direct computations, and their refusals of bad input.
+// cuae/analysis.hpp (pixel variance, nearest-neighbour distances) against direct computations,
+// and cuae/figures.hpp's pictures read back; both refuse bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 
 #include "cuae/analysis.hpp"
+#include "cuae/figures.hpp"
+#include "cuae/image.hpp"
 
 namespace {
 
@@ -59,34 +62,59 @@ TEST(Analysis, NearestDistancesRefuseEmptyOrMismatchedSets) {
   EXPECT_THROW(cuae::nearest_distances(random_rows(3, 4, 1), random_rows(3, 5, 2)), cuae::Error);
 }
 
-TEST(Analysis, ScatterDrawsEachLabelInItsColour) {
-  cuae::Tensor codes({2, 2}), labels({2});
-  codes.f32()[0] = 0.0f, codes.f32()[1] = 0.0f;  // bottom left
-  codes.f32()[2] = 1.0f, codes.f32()[3] = 1.0f;  // top right
-  labels.f32()[0] = 3.0f, labels.f32()[1] = -1.0f;  // a negative label must not index outside the palette
-  const cuae::ScatterImage img = cuae::render_scatter(codes, labels, 100);
-  ASSERT_EQ(img.rgb.size(), 100u * 100u * 3u);
-  auto px = [&](int x, int y) { return &img.rgb[(static_cast<std::size_t>(y) * 100 + x) * 3]; };
-  const std::uint8_t* bl = px(10, 89);  // margin 10: (0, 0) lands at x = 10, y = 100 - 1 - 10
-  EXPECT_EQ(bl[0], 214);                // label 3's colour
-  const std::uint8_t* tr = px(89, 10);
-  EXPECT_NE(tr[0] + tr[1] + tr[2], 3 * 255);  // drawn, not background
-  EXPECT_EQ(px(50, 50)[0], 255);             // the middle is background
+// The Cairo figures: each writes a PNG of the size its layout implies, draws what it is given
+// (checked by reading the file back), and refuses what it cannot draw.
+TEST(Figures, ScatterDrawsPointsAndRefusesNonFiniteOnes) {
+  const std::string path = ::testing::TempDir() + "scatter.png";
+  cuae::Tensor points({200, 2}), labels({200});
+  for (int i = 0; i < 200; ++i) {
+    points.f32()[2 * i] = static_cast<float>(i % 20);
+    points.f32()[2 * i + 1] = static_cast<float>(i / 20);
+    labels.f32()[i] = static_cast<float>(i % 3);
+  }
+  cuae::write_scatter_plot(path, "title", "x", "y", points, labels, {"a", "b", "c"});
+  const cuae::PngImage img = cuae::read_png_pixels(path);
+  EXPECT_EQ(img.width, 820);
+  EXPECT_EQ(img.height, 620);
+  std::int64_t coloured = 0;  // pixels far from grey: the points' colours
+  for (std::size_t i = 0; i + 2 < img.pixels.size(); i += static_cast<std::size_t>(img.channels)) {
+    const int r = img.pixels[i], g = img.pixels[i + 1], b = img.pixels[i + 2];
+    coloured += std::max({std::abs(r - g), std::abs(g - b), std::abs(r - b)}) > 60;
+  }
+  EXPECT_GT(coloured, 200) << "the points were not drawn";
+  points.f32()[7] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    cuae::write_scatter_plot(path, "t", "x", "y", points, labels);
+    FAIL() << "a NaN point was drawn";
+  } catch (const cuae::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 3"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(cuae::write_scatter_plot(path, "t", "x", "y", cuae::Tensor({0, 2}), cuae::Tensor()), cuae::Error);
+  EXPECT_THROW(cuae::write_scatter_plot(path, "t", "x", "y", random_rows(4, 3, 1), cuae::Tensor()), cuae::Error);
+  EXPECT_THROW(cuae::write_scatter_plot(path, "t", "x", "y", random_rows(4, 2, 1), cuae::Tensor({3})), cuae::Error);
 }
 
-TEST(Analysis, ScatterRefusesNonFiniteOrMissingCodes) {
-  cuae::Tensor codes({3, 2});
-  for (int i = 0; i < 6; ++i) codes.f32()[i] = 0.5f;
-  codes.f32()[3] = std::numeric_limits<float>::quiet_NaN();
-  try {
-    cuae::render_scatter(codes, cuae::Tensor(), 64);
-    FAIL() << "a NaN code was drawn";
-  } catch (const cuae::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("row 1"), std::string::npos) << e.what();
-  }
-  EXPECT_THROW(cuae::render_scatter(cuae::Tensor({0, 2}), cuae::Tensor(), 64), cuae::Error);
-  EXPECT_THROW(cuae::render_scatter(random_rows(4, 3, 1), cuae::Tensor(), 64), cuae::Error);
-  EXPECT_THROW(cuae::render_scatter(random_rows(4, 2, 1), cuae::Tensor({3}), 64), cuae::Error);
+TEST(Figures, LabelledGridScalesEveryImageUp) {
+  const std::string path = ::testing::TempDir() + "grid.png";
+  cuae::Tensor white({3, 8 * 6}), black({2, 8 * 6});
+  for (std::int64_t i = 0; i < white.numel(); ++i) white.f32()[i] = 1.0f;
+  for (std::int64_t i = 0; i < black.numel(); ++i) black.f32()[i] = 0.0f;
+  cuae::write_labelled_grid(path, "grid", {{"white", white}, {"black", black}}, 8, 6, 1, 56, 2);
+  const cuae::PngImage img = cuae::read_png_pixels(path);
+  // 8-pixel-high images scaled by 7 to 56: two rows of 56 under the title, 4 px apart.
+  EXPECT_EQ(img.height, 40 + 2 * (56 + 4) + 10);
+  std::int64_t dark = 0;
+  for (std::size_t i = 0; i < img.pixels.size(); i += static_cast<std::size_t>(img.channels)) dark += img.pixels[i] < 10;
+  EXPECT_GE(dark, 2 * 56 * 42) << "the black images were not drawn at their scaled size";
+  EXPECT_THROW(cuae::write_labelled_grid(path, "g", {{"bad", cuae::Tensor({1, 5})}}, 8, 6, 1), cuae::Error);
+}
+
+TEST(Figures, LinePlotSkipsNonFinitePointsAndNeedsOne) {
+  const std::string path = ::testing::TempDir() + "lines.png";
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  cuae::write_line_plot(path, "loss", "epoch", "loss", {{"train", {1, 2, 3}, {3, 2, 1}}, {"val", {1, 2, 3}, {nan, 2.5, 1.5}}});
+  EXPECT_EQ(cuae::read_png_pixels(path).width, 760);
+  EXPECT_THROW(cuae::write_line_plot(path, "l", "x", "y", {{"none", {1}, {nan}}}), cuae::Error);
 }
 
 }  // namespace

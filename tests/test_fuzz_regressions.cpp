@@ -48,7 +48,15 @@ void decode(const std::string& bytes, const char* ext) {
 
 const std::map<std::string, std::function<void(const std::string&)>>& readers() {
   static const std::map<std::string, std::function<void(const std::string&)>> r{
-      {"idx", [](const std::string& b) { (void)read_idx(as_file(b, ".idx").string()); }},
+      {"idx",
+       [](const std::string& b) {  // as fuzz/fuzz_idx.cpp: the array, then the same file as an image set
+         const std::string path = as_file(b, ".idx").string();
+         try {
+           (void)read_idx(path);
+         } catch (const Error&) {
+         }
+         (void)load_idx_dataset(path, "");
+       }},
       {"cifar", [](const std::string& b) { (void)load_cifar10({as_file(b, ".bin").string()}); }},
       {"safetensors", [](const std::string& b) { (void)load_safetensors(as_file(b, ".safetensors").string()); }},
       {"npy", [](const std::string& b) { (void)load_npy(as_file(b, ".npy").string()); }},

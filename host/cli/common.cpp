@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 namespace cuae::cli {
 
@@ -78,30 +79,97 @@ std::string fmt_time(double sec) {
 
 std::string layer_string(const ModelConfig& m) {
   std::string s;
-  for (auto l : m.layers) s += (s.empty() ? "" : "-") + std::to_string(l);
+  for (auto l : m.layers) {
+    if (!s.empty()) s += '-';
+    s += std::to_string(l);
+  }
   return s;
 }
 
-void write_images(const std::string& path, const Tensor& images, const Dataset& like, int per_row) {
-  const std::int64_t n = images.dim(0);
-  const int rows = static_cast<int>((n + per_row - 1) / per_row);
-  write_image_grid(path, images, rows, per_row, like.rows, like.cols, like.channels);
+std::string count(long long n, const char* one, const char* many) {
+  return std::to_string(n) + " " + (n == 1 ? one : many);
 }
 
-void write_reconstruction_grid(const std::string& path, const Dataset& test, const Tensor& recon) {
-  // Rows of 16 (8 for large images, fewer for a small test set).
-  const std::int64_t d = test.features();
-  const int per_row = static_cast<int>(std::min<std::int64_t>(d > 64 * 64 * 3 ? 8 : 16, test.size()));
-  const int pairs = static_cast<int>(std::min<std::int64_t>(4, test.size() / std::max(per_row, 1)));
-  if (per_row == 0 || pairs == 0) return;
-  Tensor grid({per_row * pairs * 2, d});
-  for (int p = 0; p < pairs; ++p)
-    for (int j = 0; j < per_row; ++j) {
-      const std::int64_t img = p * per_row + j;
-      std::copy(test.images.f32() + img * d, test.images.f32() + (img + 1) * d, grid.f32() + ((2 * p) * per_row + j) * d);
-      std::copy(recon.f32() + img * d, recon.f32() + (img + 1) * d, grid.f32() + ((2 * p + 1) * per_row + j) * d);
-    }
-  write_image_grid(path, grid, pairs * 2, per_row, test.rows, test.cols, test.channels);
+std::string model_description(const Config& c) {
+  auto num = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return std::string(buf);
+  };
+  std::vector<std::string> parts;
+  if (c.model.variational) {
+    std::string p = "beta " + num(c.vae.beta) + ", " + config_name(c.vae.likelihood) + " likelihood";
+    if (c.vae.warmup_epochs > 0.0) p += ", KL warm-up " + num(c.vae.warmup_epochs) + " epochs";
+    parts.push_back(p);
+  }
+  if (c.noise.enabled) parts.push_back(std::string("denoising: ") + noise_type_name(c.noise.type) + " noise " + num(c.noise.level));
+  switch (c.sparsity.type) {
+    case SparsityConfig::Kind::None: break;
+    case SparsityConfig::Kind::KL:
+      parts.push_back("KL sparsity on " + c.sparsity.layer + ": rho " + num(c.sparsity.target) + ", weight " + num(c.sparsity.weight));
+      break;
+    case SparsityConfig::Kind::L1:
+      parts.push_back("L1 sparsity on " + c.sparsity.layer + ": weight " + num(c.sparsity.weight));
+      break;
+    case SparsityConfig::Kind::KSparse:
+      parts.push_back("k-sparse " + c.sparsity.layer + ": k " + std::to_string(c.sparsity.k));
+      break;
+  }
+  if (c.contractive.weight > 0.0f) parts.push_back("contractive on " + c.contractive.layer + ": weight " + num(c.contractive.weight));
+  if (c.model.dropout > 0.0f) parts.push_back("dropout " + num(c.model.dropout));
+  if (c.model.tied_weights) parts.push_back("tied weights");
+  if (c.optimizer.l1 > 0.0f) parts.push_back("L1 weight penalty " + num(c.optimizer.l1));
+  std::string d = std::string(c.model.variational ? "variational " : "") + config_name(c.model.type) + " autoencoder " +
+                  layer_string(c.model);
+  for (std::size_t i = 0; i < parts.size(); ++i) d += (i == 0 ? " (" : "; ") + parts[i];
+  return parts.empty() ? d : d + ")";
+}
+
+std::vector<std::string> class_names(const Config& c) {
+  switch (c.data.dataset) {
+    case DatasetKind::FashionMnist:
+      return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    case DatasetKind::Cifar10:
+      return {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+    case DatasetKind::Images: return image_folder_classes(c.data.test_dir);
+    case DatasetKind::Idx: return {};
+  }
+  return {};
+}
+
+std::vector<std::int64_t> spread_indices(const Dataset& d, std::int64_t count) {
+  const std::int64_t n = d.size();
+  count = std::min(count, n);
+  std::vector<std::int64_t> idx;
+  if (!d.has_labels()) {
+    for (std::int64_t i = 0; i < count; ++i) idx.push_back(i * n / count);
+    return idx;
+  }
+  std::map<int, std::vector<std::int64_t>> by_class;
+  for (std::int64_t i = 0; i < n; ++i) by_class[static_cast<int>(d.labels.f32()[i])].push_back(i);
+  for (std::size_t round = 0; static_cast<std::int64_t>(idx.size()) < count; ++round)
+    for (const auto& [k, members] : by_class)
+      if (round < members.size() && static_cast<std::int64_t>(idx.size()) < count) idx.push_back(members[round]);
+  return idx;
+}
+
+Tensor gather_rows(const Tensor& images, const std::vector<std::int64_t>& idx) {
+  const std::int64_t d = images.dim(1);
+  Tensor out({static_cast<std::int64_t>(idx.size()), d});
+  for (std::size_t i = 0; i < idx.size(); ++i)
+    std::copy(images.f32() + idx[i] * d, images.f32() + (idx[i] + 1) * d, out.f32() + static_cast<std::int64_t>(i) * d);
+  return out;
+}
+
+void write_row_blocks(const std::string& path, const std::string& title, const Dataset& like,
+                      const std::vector<std::pair<std::string, Tensor>>& blocks, int per_row) {
+  std::vector<GridRow> rows;
+  const std::int64_t n = blocks.front().second.dim(0);
+  for (std::int64_t start = 0; start < n; start += per_row)
+    for (const auto& [label, images] : blocks)
+      rows.push_back({label, images.rows(start, std::min<std::int64_t>(n, start + per_row))});
+  write_labelled_grid(path, title, rows, like.rows, like.cols, like.channels, 56,
+                      blocks.size() > 1 ? static_cast<int>(blocks.size()) : 0);
 }
 
 }  // namespace cuae::cli

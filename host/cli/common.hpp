@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace cuae::cli {
 
@@ -43,9 +44,24 @@ void print_metrics(const char* who, const ReconMetrics& m);
 std::string fmt_time(double sec);
 // "784-1000-500-250-30"
 std::string layer_string(const ModelConfig& m);
-// The images [N, D] of a dataset's geometry as a grid of `per_row` per row.
-void write_images(const std::string& path, const Tensor& images, const Dataset& like, int per_row);
-// Test images (top row of each pair) above their reconstructions, up to 4 pairs of rows.
-void write_reconstruction_grid(const std::string& path, const Dataset& test, const Tensor& recon);
+// What a config trains, for start-up lines: the family and widths, then every regularizer that is
+// on, e.g. "variational deep autoencoder 784-512-20 (beta 1, KL warm-up 10 epochs)" or
+// "deep autoencoder 784-400 (KL sparsity on code: rho 0.05, weight 3; dropout 0.1)".
+std::string model_description(const Config& c);
+// "1 epoch", "3 epochs"
+std::string count(long long n, const char* one, const char* many);
+// The class names of a config's dataset (Fashion-MNIST's and CIFAR-10's, an image folder's
+// sub-folders); empty when unknown.
+std::vector<std::string> class_names(const Config& c);
+// `count` image indices of a set spread over its classes (round robin in label order), or evenly
+// over the set when it has no labels: a picture then shows every class, not the first files.
+std::vector<std::int64_t> spread_indices(const Dataset& d, std::int64_t count);
+// images[idx[i]] as rows [idx.size(), D].
+Tensor gather_rows(const Tensor& images, const std::vector<std::int64_t>& idx);
+// Labelled rows of `per_row` images under a title (write_labelled_grid), one block of rows per
+// (label, images [n, D]) pair, the blocks interleaved chunk by chunk: with {"test images", x} and
+// {"reconstructions", x_hat}, each row of test images sits above its reconstructions.
+void write_row_blocks(const std::string& path, const std::string& title, const Dataset& like,
+                      const std::vector<std::pair<std::string, Tensor>>& blocks, int per_row);
 
 }  // namespace cuae::cli

@@ -38,7 +38,8 @@ void sample(const ModelOptions& o, std::int64_t n, std::uint64_t seed) {
   const Data data = load_data(ae.config());
   const Tensor s = ae.sample(n, seed);
   const std::string out = out_path(o, "samples.png");
-  write_images(out, s, data.test, static_cast<int>(std::min<std::int64_t>(8, n)));
+  write_row_blocks(out, count(n, "sample", "samples") + " of the VAE: z ~ N(0, I), seed " + std::to_string(seed), data.test,
+                   {{"samples", s}}, static_cast<int>(std::min<std::int64_t>(10, n)));
   // How varied the samples are, and how far from the training images: the mean over pixels of the
   // variance across samples, and each sample's mean squared distance per pixel to its nearest
   // training image (beside the same for as many test images, which the model never saw).
@@ -46,8 +47,11 @@ void sample(const ModelOptions& o, std::int64_t n, std::uint64_t seed) {
               pixel_variance(s));
   if (data.train.size() > 0) {
     const Dataset shown = subset(data.test, 0, std::min<std::int64_t>(n, data.test.size()));
-    std::printf("; nearest training image, mean squared distance per pixel: samples %.5f, test images %.5f",
+    std::printf("; nearest training image, mean squared distance per pixel: samples %.5f, test images %.5f\n",
                 mean(nearest_distances(s, data.train.images)), mean(nearest_distances(shown.images, data.train.images)));
+    std::printf("  (reading: test images are new images of the data's kind; samples at about their distance are as\n"
+                "  novel, samples much closer are copies of training images, much farther ones are blurred or off the\n"
+                "  data's kind; a variance near 0 means the samples all look alike)");
   }
   std::printf("\n");
 }
@@ -76,23 +80,50 @@ void interpolate(const ModelOptions& o, std::int64_t from, std::int64_t to, std:
   std::copy(imgs.f32(), imgs.f32() + steps * d, strip.f32() + d);
   std::copy(pair.f32() + d, pair.f32() + 2 * d, strip.f32() + (steps + 1) * d);
   const std::string out = out_path(o, "interpolation.png");
-  write_image_grid(out, strip, 1, static_cast<int>(steps + 2), test.rows, test.cols, test.channels);
+  write_labelled_grid(out,
+                      "From test image " + std::to_string(from) + " to test image " + std::to_string(to) +
+                          ": the decoded codes on the line between theirs",
+                      {{"image, codes, image", strip}}, test.rows, test.cols, test.channels, 56);
   std::printf("wrote %s: test image %lld, %lld decoded codes on the line to test image %lld, test image %lld\n", out.c_str(),
               static_cast<long long>(from), static_cast<long long>(steps), static_cast<long long>(to), static_cast<long long>(to));
 }
 
 void scatter(const ModelOptions& o) {
   Autoencoder ae = Autoencoder::load(o.checkpoint, resolve_device(o.device));
-  if (ae.config().model.layers.back() != 2)
-    throw Error("cuae scatter: the code has " + std::to_string(ae.config().model.layers.back()) +
-                " dimensions; a scatter plot needs 2");
-  const Data data = load_data(ae.config(), false);
-  const ScatterImage img = render_scatter(ae.encode(data.test.images), data.test.labels);
+  const Config& cfg = ae.config();
+  const Data data = load_data(cfg, false);
+  const Tensor codes = ae.encode(data.test.images);
+  const std::int64_t k = codes.dim(1), n = codes.dim(0);
+  // A 2-D code is plotted as it is; a wider one through its first two principal components.
+  Tensor points = codes;
+  std::string x_label = "z1", y_label = "z2", what = "the 2-D codes";
+  if (k > 2) {
+    const Pca p = fit_pca(codes, 2);
+    points = Tensor({n, 2});
+    for (std::int64_t i = 0; i < n; ++i)
+      for (int c = 0; c < 2; ++c) {
+        double v = 0.0;
+        for (std::int64_t j = 0; j < k; ++j)
+          v += (codes.f32()[i * k + j] - p.mean.f32()[j]) * static_cast<double>(p.components.f32()[c * k + j]);
+        points.f32()[i * 2 + c] = static_cast<float>(v);
+      }
+    double total = 0.0;  // the codes' total variance, for the share the two components hold
+    for (std::int64_t j = 0; j < k; ++j) {
+      double m = 0.0, m2 = 0.0;
+      for (std::int64_t i = 0; i < n; ++i) m += codes.f32()[i * k + j], m2 += codes.f32()[i * k + j] * static_cast<double>(codes.f32()[i * k + j]);
+      total += m2 / static_cast<double>(n) - (m / static_cast<double>(n)) * (m / static_cast<double>(n));
+    }
+    const double share = total > 0 ? 100.0 * (p.variances.f32()[0] + p.variances.f32()[1]) / total : 0.0;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "the %lld-D codes' first two principal components (%.0f%% of their variance)",
+                  static_cast<long long>(k), share);
+    what = buf;
+    x_label = "principal component 1", y_label = "principal component 2";
+  }
   const std::string out = out_path(o, "latent.png");
-  write_png(out, img.rgb, img.size, img.size, 3);
-  std::printf("wrote %s: %lld test codes, x in [%.3f, %.3f], y in [%.3f, %.3f], %s\n", out.c_str(),
-              static_cast<long long>(data.test.size()), img.lo[0], img.hi[0], img.lo[1], img.hi[1],
-              data.test.has_labels() ? "coloured by label" : "unlabelled");
+  write_scatter_plot(out, "Test images in code space: " + what, x_label, y_label, points, data.test.labels, class_names(cfg));
+  std::printf("wrote %s: %lld test images, %s, %s\n", out.c_str(), static_cast<long long>(n), what.c_str(),
+              data.test.has_labels() ? "coloured by class" : "unlabelled");
 }
 
 }  // namespace

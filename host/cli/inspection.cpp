@@ -64,6 +64,9 @@ void eval(CLI::App* cmd, const EvalOptions& o) {
   if (cfg.sparsity.type != SparsityConfig::Kind::None) print_sparsity(ae, cfg, data.test.images);
   if (cfg.model.variational) {
     const int k = cmd->count("--samples") ? o.samples : cfg.vae.samples;
+    std::printf("  estimating the VAE's bounds with %s per image on %lld test images ...\n",
+                count(k, "importance sample", "importance samples").c_str(), static_cast<long long>(data.test.size()));
+    std::fflush(stdout);
     const VaeBounds b = ae.vae_bounds(data.test.images, k);
     std::printf("  VAE, nats per image: ELBO %.3f (reconstruction %.3f, KL %.3f); importance-weighted bound on log p(x) "
                 "with %d samples %.3f\n",
@@ -71,16 +74,43 @@ void eval(CLI::App* cmd, const EvalOptions& o) {
   }
 }
 
+// The layers of a dense model as the conv summary lists them: name, op, width, parameters.
+std::vector<LayerShape> dense_layer_shapes(const Config& cfg) {
+  const auto& w = cfg.model.layers;
+  const std::size_t depth = w.size() - 1;
+  const bool logits = cfg.loss.type == LossType::BCEWithLogits;
+  std::vector<LayerShape> out{{"input", "", {w[0]}, 0}};
+  for (std::size_t i = 0; i < depth; ++i) {
+    const bool code = i + 1 == depth;
+    const bool head = code && cfg.model.variational;  // a VAE's code layer: the Gaussian head (mu | log sigma^2)
+    const std::int64_t width = head ? 2 * w[i + 1] : w[i + 1];
+    out.push_back({"encoder." + std::to_string(i),
+                   std::string("dense, ") + (head ? "Gaussian head (mu | log sigma^2)"
+                                                  : activation_name(code ? cfg.model.code_activation : cfg.model.activation)),
+                   {width}, w[i] * width + width});
+  }
+  for (std::size_t j = 0; j < depth; ++j) {
+    const std::size_t from = depth - j, to = from - 1;
+    const bool last = to == 0;
+    const bool tied = cfg.model.tied_weights && !cfg.model.variational;
+    std::string act = activation_name(last ? cfg.model.output_activation : cfg.model.activation);
+    if (last && logits) act = "logits (BCE on logits; output = sigmoid)";
+    out.push_back({"decoder." + std::to_string(j), std::string(tied ? "dense (tied), " : "dense, ") + act, {w[to]},
+                   (tied ? 0 : w[from] * w[to]) + w[to]});
+  }
+  return out;
+}
+
 void summary(const std::string& config, bool graph) {
   const Config cfg = load_config(config);
   const auto m = build_autoencoder(cfg, cfg.train.batch_size, GraphMode::Train);
-  if (cfg.model.type == ModelType::Conv) {
-    std::printf("%-24s %-40s %-14s %10s\n", "  layer", "op", "shape (HxWxC)", "parameters");
-    std::printf("%s", format_layer_shapes(conv_layer_shapes(cfg.model, cfg.loss.type == LossType::BCEWithLogits)).c_str());
-    if (graph) std::printf("\n%s", m.graph.describe().c_str());
-  } else {
-    std::printf("%s", m.graph.describe().c_str());
-  }
+  const bool conv = cfg.model.type == ModelType::Conv;
+  std::printf("%s\n%-24s %-40s %-14s %10s\n", model_description(cfg).c_str(), "  layer", "op",
+              conv ? "shape (HxWxC)" : "width", "parameters");
+  std::printf("%s", format_layer_shapes(conv ? conv_layer_shapes(cfg.model, cfg.loss.type == LossType::BCEWithLogits)
+                                             : dense_layer_shapes(cfg))
+                        .c_str());
+  if (graph) std::printf("\n%s", m.graph.describe().c_str());
   std::int64_t params = 0;
   for (const auto& v : m.graph.values())
     if (v.kind == Graph::ValueKind::Param) params += shape_numel(v.shape);

@@ -1,4 +1,6 @@
 // cuae train and cuae pretrain: the commands that produce models.
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -8,6 +10,9 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <sstream>
+#include <toml++/toml.h>
 
 #include "host/cli/common.hpp"
 
@@ -19,9 +24,10 @@ namespace {
 
 // What train and pretrain take from the command line over the config.
 struct RunOptions {
-  std::string config, device, out;
+  std::string config, device, out, lr, batch_size, seed;
   int epochs = 0;
   std::int64_t max_train = 0;
+  std::vector<std::string> sets;
   bool force = false;
 };
 
@@ -33,18 +39,35 @@ void add_run_options(CLI::App* cmd, RunOptions& o, const char* epochs_help, bool
   cmd->add_option("--max-train", o.max_train, "train on the first N training images only")
       ->check(CLI::Range(std::int64_t{1}, std::int64_t{1} << 40));
   cmd->add_option("--out", o.out, "the output folder (default: the config's [output] dir)");
+  cmd->add_option("--lr", o.lr, "the learning rate (sets [optimizer] lr)");
+  cmd->add_option("--batch-size", o.batch_size, "examples per step (sets [train] batch_size)");
+  cmd->add_option("--seed", o.seed, "initialisation, data order and noise (sets [train] seed)");
+  cmd->add_option("--set", o.sets, "any config key: TABLE.KEY=VALUE (repeatable), e.g. --set noise.level=0.5")
+      ->type_name("TABLE.KEY=VALUE");
   cmd->add_flag("--force", o.force, "write into an output folder that holds another run's files");
 }
 
-// The config with the command line's overrides applied (--epochs: [pretrain] epochs when
-// pretraining, else [train] epochs).
+// A string as a TOML value (quoted and escaped), for an override of a string key.
+std::string toml_string(const std::string& s) {
+  std::ostringstream os;
+  os << toml::value<std::string>(s);
+  return os.str();
+}
+
+// The config with the command line's overrides applied, each as a TABLE.KEY=VALUE override the
+// parser checks like a value in the file: the shorthands first, then --set in the order given
+// (--epochs sets [pretrain] epochs when pretraining, else [train] epochs).
 Config run_config(CLI::App* cmd, const RunOptions& o, bool pretraining) {
-  Config cfg = load_config(o.config);
-  if (cmd->count("--device")) cfg.train.device = o.device;
-  if (cmd->count("--epochs")) (pretraining ? cfg.pretrain.epochs : cfg.train.epochs) = o.epochs;
-  if (cmd->count("--max-train")) cfg.train.max_train = o.max_train;
-  if (cmd->count("--out")) cfg.output.dir = o.out;
-  return cfg;
+  std::vector<std::string> sets;
+  if (cmd->count("--device")) sets.push_back("train.device=" + toml_string(o.device));
+  if (cmd->count("--epochs")) sets.push_back(std::string(pretraining ? "pretrain" : "train") + ".epochs=" + std::to_string(o.epochs));
+  if (cmd->count("--max-train")) sets.push_back("train.max_train=" + std::to_string(o.max_train));
+  if (cmd->count("--out")) sets.push_back("output.dir=" + toml_string(o.out));
+  if (cmd->count("--lr")) sets.push_back("optimizer.lr=" + o.lr);
+  if (cmd->count("--batch-size")) sets.push_back("train.batch_size=" + o.batch_size);
+  if (cmd->count("--seed")) sets.push_back("train.seed=" + o.seed);
+  sets.insert(sets.end(), o.sets.begin(), o.sets.end());
+  return load_config(o.config, sets);
 }
 
 // True when a metrics.csv holds more than its header: a run got as far as an epoch.
@@ -141,9 +164,32 @@ void load_init(Autoencoder& ae, const std::string& init) {
   std::printf("cuae: starting from the parameters in %s\n", init.c_str());
 }
 
-ReconMetrics pca_baseline(const Dataset& train, const Dataset& test, int k) {
-  const Pca p = fit_pca(train.images, k);
-  return reconstruction_metrics(test.images, pca_reconstruct(p, test.images));
+// PCA with as many components as the code: the linear baseline of an undercomplete code, fitted on
+// the images the model trained on (the first max_train, without the validation split). Shown only
+// where the comparison means something; otherwise the line says why not.
+void report_pca_baseline(const Config& cfg, const Dataset& train, const Dataset& test, const ReconMetrics& model) {
+  const std::int64_t k = cfg.model.layers.back(), d = test.features();
+  const char* why_not = nullptr;
+  if (train.size() == 0) why_not = "the training images were streamed, not held in memory";
+  else if (k >= d) why_not = "the code is as wide as the image";
+  else if (cfg.sparsity.type != SparsityConfig::Kind::None) why_not = "a sparse code's width is not its capacity";
+  else if (d > 4096) why_not = "images above 4096 values make the covariance too large";
+  if (why_not) {
+    std::printf("  (no PCA baseline: %s)\n", why_not);
+    return;
+  }
+  std::int64_t n = cfg.train.max_train > 0 ? std::min(cfg.train.max_train, train.size()) : train.size();
+  if (cfg.train.validation > 0.0)
+    n -= std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * cfg.train.validation));
+  std::printf("  fitting the PCA baseline: %lld components on the %lld training images the model saw ...\n",
+              static_cast<long long>(k), static_cast<long long>(n));
+  std::fflush(stdout);
+  const Pca p = fit_pca(subset(train, 0, n).images, static_cast<int>(k));
+  const ReconMetrics pca = reconstruction_metrics(test.images, pca_reconstruct(p, test.images));
+  print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
+  if (pca.mse_per_pixel > 0.0)
+    std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - model.mse_per_pixel / pca.mse_per_pixel),
+                model.mse_per_pixel < pca.mse_per_pixel ? "below" : "above");
 }
 
 // SIGINT and SIGTERM during training: the run stops after the step in flight, writes its
@@ -174,7 +220,24 @@ struct StopSignals {
 
 // metrics.csv of a resumed run: its rows up to the checkpoint's epoch are kept (a row written
 // after the checkpoint belongs to an epoch that is trained again), and new rows are appended.
-void keep_metrics_rows(const std::string& csv_path, int epochs_done) {
+// The epoch, train, validation and test columns of a metrics.csv (NaN where empty).
+std::vector<std::array<double, 4>> read_curve(const std::string& csv_path) {
+  std::vector<std::array<double, 4>> rows;
+  std::ifstream in(csv_path);
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    std::array<double, 4> r{NAN, NAN, NAN, NAN};
+    std::stringstream ss(line);
+    std::string cell;
+    for (std::size_t k = 0; k < r.size() && std::getline(ss, cell, ','); ++k) r[k] = cell.empty() ? NAN : std::strtod(cell.c_str(), nullptr);
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+// Returns whether the file keeps its header (a run stopped before its first epoch has none yet).
+bool keep_metrics_rows(const std::string& csv_path, int epochs_done) {
   std::ifstream in(csv_path);
   if (!in) throw Error(csv_path + ": cannot read the run's metrics to resume it");
   std::string line, kept;
@@ -188,6 +251,50 @@ void keep_metrics_rows(const std::string& csv_path, int epochs_done) {
   std::ofstream out(csv_path, std::ios::trunc);
   out << kept;
   if (!out) throw Error(csv_path + ": cannot write");
+  return !kept.empty();
+}
+
+// " (loss 400.1 + kl 25.8)" for an objective of several terms, "" for one.
+std::string terms_text(const Objective& o) {
+  if (o.terms.size() < 2) return "";
+  std::string t = " (";
+  char buf[64];
+  for (std::size_t i = 0; i < o.terms.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%s%s %.4g", i ? " + " : "", o.terms[i].first.c_str(), o.terms[i].second);
+    t += buf;
+  }
+  return t + ")";
+}
+
+// [output] images_every: the first test images' reconstructions after epoch E, and for a VAE 64
+// samples from one fixed seed (the same codes every epoch, so the pictures show the model change).
+void write_reconstructions(Autoencoder& ae, const Dataset& test, const std::string& path, const std::string& when) {
+  const Tensor shown = gather_rows(test.images, spread_indices(test, 40));
+  write_row_blocks(path, "Test images and their reconstructions" + when, test,
+                   {{"test images", shown}, {"reconstructions", ae.reconstruct(shown)}}, 10);
+}
+
+void write_epoch_images(Autoencoder& ae, const Config& cfg, const Dataset& test, int epoch) {
+  const fs::path dir(cfg.output.dir);
+  const std::string when = " after epoch " + std::to_string(epoch);
+  write_reconstructions(ae, test, (dir / ("reconstructions_" + std::to_string(epoch) + ".png")).string(), when);
+  if (cfg.model.variational)
+    write_row_blocks((dir / ("samples_" + std::to_string(epoch) + ".png")).string(),
+                     "Samples z ~ N(0, I), the same z every epoch," + when, test, {{"samples", ae.sample(40, 1)}}, 10);
+}
+
+// loss.png: the objective per epoch on the training steps, the validation split and the test set.
+void write_loss_plot(const std::string& path, const std::vector<std::array<double, 4>>& rows, bool parts) {
+  Series train{"training steps", {}, {}}, val{"validation", {}, {}}, test{"test", {}, {}};
+  for (const auto& r : rows) {
+    train.x.push_back(r[0]), train.y.push_back(r[1]);
+    val.x.push_back(r[0]), val.y.push_back(r[2]);
+    test.x.push_back(r[0]), test.y.push_back(r[3]);
+  }
+  std::vector<Series> series{train, test};
+  if (std::any_of(val.y.begin(), val.y.end(), [](double v) { return std::isfinite(v); })) series.insert(series.begin() + 1, val);
+  write_line_plot(path, parts ? "Training objective per epoch (reconstruction + regularizers)" : "Loss per epoch", "epoch",
+                  parts ? "objective per image" : "loss", series);
 }
 
 void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const std::string& resume_dir) {
@@ -195,7 +302,7 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const st
   std::unique_ptr<Autoencoder> resumed;
   Config cfg;
   if (resuming) {
-    for (const char* opt : {"--max-train", "--out", "--force", "--init"})
+    for (const char* opt : {"--max-train", "--out", "--force", "--init", "--lr", "--batch-size", "--seed", "--set"})
       if (cmd->count(opt))
         throw Error(std::string("--resume continues the run as it was configured; ") + opt + " cannot change it");
     const std::string ckpt = (fs::path(resume_dir) / "checkpoint.safetensors").string();
@@ -230,15 +337,17 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const st
                               : cfg.train.max_train > 0 ? std::min<std::int64_t>(cfg.train.max_train, train.size())
                                                         : train.size();
   const std::string where = dev == Device::CPU ? "cpu (" + cpu_backend_description() + ")" : device_name(dev);
-  std::printf("cuae: training %s autoencoder %s (%lld parameters) on %s (%lld images) on %s, %d epochs, batch %d, %s lr %g\n",
-              config_name(cfg.model.type), layer_string(cfg.model).c_str(), static_cast<long long>(ae.parameter_count()),
-              train.name.c_str(), static_cast<long long>(images), where.c_str(), cfg.train.epochs, cfg.train.batch_size,
-              optimizer_name(cfg.optimizer.type), static_cast<double>(cfg.optimizer.lr));
+  std::printf("cuae: training %s, %lld parameters, on %s (%lld images) on %s, %s, batch %d, %s lr %g\n",
+              model_description(cfg).c_str(), static_cast<long long>(ae.parameter_count()), train.name.c_str(),
+              static_cast<long long>(images), where.c_str(), count(cfg.train.epochs, "epoch", "epochs").c_str(),
+              cfg.train.batch_size, optimizer_name(cfg.optimizer.type), static_cast<double>(cfg.optimizer.lr));
   const std::string csv_path = (fs::path(cfg.output.dir) / "metrics.csv").string();
-  if (resuming) keep_metrics_rows(csv_path, ae.epochs_done());
+  const bool has_header = resuming && keep_metrics_rows(csv_path, ae.epochs_done());
   std::ofstream csv(csv_path, resuming ? std::ios::app : std::ios::trunc);
   if (!csv) throw Error(csv_path + ": cannot write");
-  if (!resuming) csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec\n";
+  bool csv_header = !has_header;  // written with the first row
+  const std::string loss_png = (fs::path(cfg.output.dir) / "loss.png").string();
+  std::vector<std::array<double, 4>> curve = resuming ? read_curve(csv_path) : std::vector<std::array<double, 4>>{};
   const std::string best_path = (fs::path(cfg.output.dir) / "best.safetensors").string();
   const std::string ckpt = (fs::path(cfg.output.dir) / "checkpoint.safetensors").string();
   bool first = true;
@@ -253,23 +362,42 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const st
                 static_cast<long long>(p.step), static_cast<long long>(p.steps_per_epoch), p.loss, p.images_per_sec,
                 fmt_time(p.elapsed_sec).c_str(), fmt_time(p.eta_sec).c_str());
     if (p.epoch_end) {
-      const double test_loss = ae.loss(test.images);
+      // The same objective on both sides: the training steps' and the test images' (terms named).
+      const Objective test_obj = ae.objective(test.images);
+      const bool parts = test_obj.terms.size() > 1;
+      const char* what = parts ? "objective" : "loss";
+      std::printf("  epoch %d done: train %s %.4f%s", p.epoch, what, p.epoch_loss, terms_text(p.epoch_objective).c_str());
+      if (p.val_loss >= 0.0) std::printf(", validation %.4f%s", p.val_loss, p.improved ? " (best)" : "");
+      std::printf(", test %.4f%s\n", test_obj.total, terms_text(test_obj).c_str());
       if (p.val_loss >= 0.0) {
-        std::printf("  epoch %d done: train loss %.4f, validation loss %.4f%s, test loss %.4f\n", p.epoch, p.epoch_loss,
-                    p.val_loss, p.improved ? " (best)" : "", test_loss);
         // The best model so far, written atomically: a run stopped at any point keeps it.
         if (p.improved) ae.save(best_path);
         if (p.stopping)
-          std::printf("  early stopping: no better validation loss for %d epochs; keeping epoch %d\n", cfg.train.patience,
-                      p.best_epoch);
-      } else {
-        std::printf("  epoch %d done: train loss %.4f, test loss %.4f\n", p.epoch, p.epoch_loss, test_loss);
+          std::printf("  early stopping: no better validation %s for %d epochs; keeping epoch %d\n", what,
+                      cfg.train.patience, p.best_epoch);
+      }
+      if (csv_header) {  // the term columns are known once the model has trained
+        csv << "epoch,train_loss,val_loss,test_loss,images_per_sec,elapsed_sec";
+        if (parts)
+          for (const char* side : {"train", "test"})
+            for (const auto& [name, value] : test_obj.terms) csv << "," << side << "_" << name;
+        csv << "\n";
+        csv_header = false;
       }
       csv << p.epoch << "," << p.epoch_loss << ",";
       if (p.val_loss >= 0.0) csv << p.val_loss;
-      csv << "," << test_loss << "," << p.epoch_images_per_sec << "," << p.elapsed_sec << "\n";
+      csv << "," << test_obj.total << "," << p.epoch_images_per_sec << "," << p.elapsed_sec;
+      if (parts) {
+        for (const auto& [name, value] : p.epoch_objective.terms) csv << "," << value;
+        for (const auto& [name, value] : test_obj.terms) csv << "," << value;
+      }
+      csv << "\n";
       csv.flush();
+      curve.push_back({static_cast<double>(p.epoch), p.epoch_loss, p.val_loss >= 0.0 ? p.val_loss : NAN, test_obj.total});
+      write_loss_plot(loss_png, curve, parts);
     }
+    if (p.epoch_end && cfg.output.images_every > 0 && p.epoch % cfg.output.images_every == 0)
+      write_epoch_images(ae, cfg, test, p.epoch);
     // The checkpoint after the metrics row: a run resumed from it never repeats a written row.
     if (p.checkpoint) ae.save(ckpt);
     std::fflush(stdout);
@@ -294,21 +422,14 @@ void train(CLI::App* cmd, const RunOptions& o, const std::string& init, const st
   ae.save(ckpt);
   const Tensor recon = ae.reconstruct(test.images);
   const ReconMetrics m = reconstruction_metrics(test.images, recon);
-  const int k = static_cast<int>(cfg.model.layers.back());
   const std::string png = (fs::path(cfg.output.dir) / "reconstructions.png").string();
-  write_reconstruction_grid(png, test, recon);
+  write_reconstructions(ae, test, png, "");
   std::printf("test reconstruction error (%lld images):\n", static_cast<long long>(m.images));
   print_metrics("autoencoder", m);
-  // PCA with as many components as the code is the linear baseline of an undercomplete code; an
-  // overcomplete code (sparse and denoising models) has none.
-  if (k < test.features() && train.size() > 0 && test.features() <= 4096) {
-    const ReconMetrics pca = pca_baseline(train, test, k);
-    print_metrics(("PCA, " + std::to_string(k) + " components").c_str(), pca);
-    if (pca.mse_per_pixel > 0.0)
-      std::printf("autoencoder MSE is %.1f%% %s PCA's\n", 100.0 * std::abs(1.0 - m.mse_per_pixel / pca.mse_per_pixel),
-                  m.mse_per_pixel < pca.mse_per_pixel ? "below" : "above");
-  }
-  std::printf("wrote %s, %s, %s\n", ckpt.c_str(), png.c_str(), csv_path.c_str());
+  report_pca_baseline(cfg, train, test, m);
+  std::string wrote = ckpt;
+  if (fs::exists(best_path)) wrote += ", " + best_path;
+  std::printf("wrote %s, %s, %s, %s\n", wrote.c_str(), png.c_str(), csv_path.c_str(), loss_png.c_str());
 }
 
 void pretrain(CLI::App* cmd, const RunOptions& o) {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -41,23 +42,12 @@ void denoise(CLI::App* cmd, const DenoiseOptions& o) {
               noise_type_name(type), static_cast<double>(level), test.name.c_str(), static_cast<long long>(mr.images));
   std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "noisy input", mn.mse_per_pixel, mn.se_per_image);
   std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "reconstruction", mr.mse_per_pixel, mr.se_per_image);
-  // Groups of three rows: noisy inputs, their reconstructions, the clean originals.
-  const std::int64_t d = test.features();
-  const int per_row = static_cast<int>(std::min<std::int64_t>(16, test.size()));
-  const int groups = static_cast<int>(std::min<std::int64_t>(4, (test.size() + per_row - 1) / per_row));
-  const std::int64_t shown = std::min<std::int64_t>(per_row * groups, test.size());
-  Tensor grid({per_row * groups * 3, d});
-  std::fill(grid.f32(), grid.f32() + grid.numel(), 0.0f);
-  for (std::int64_t img = 0; img < shown; ++img) {
-    const std::int64_t g = img / per_row, j = img % per_row;
-    const Tensor* src[3] = {&noisy, &recon, &test.images};
-    for (int r = 0; r < 3; ++r) {
-      const float* p = src[r]->f32() + img * d;
-      float* q = grid.f32() + ((3 * g + r) * per_row + j) * d;
-      for (std::int64_t i = 0; i < d; ++i) q[i] = std::clamp(p[i], 0.0f, 1.0f);
-    }
-  }
-  write_image_grid(out, grid, groups * 3, per_row, test.rows, test.cols, test.channels);
+  // Groups of three labelled rows: noisy inputs, their reconstructions, the clean originals.
+  const std::vector<std::int64_t> idx = spread_indices(test, 40);
+  write_row_blocks(out,
+                   std::string("Denoising: ") + noise_type_name(type) + " noise at level " + std::to_string(level).substr(0, 5),
+                   test, {{"noisy", gather_rows(noisy, idx)}, {"reconstructed", gather_rows(recon, idx)}, {"clean", gather_rows(test.images, idx)}},
+                   10);
   std::printf("wrote %s (rows: noisy, reconstructed, clean)\n", out.c_str());
 }
 
@@ -73,8 +63,24 @@ void encode(const EncodeOptions& o) {
   const Tensor codes = ae.encode(d.images);
   if (!o.labels.empty() && !d.has_labels()) throw Error("cuae encode: " + d.name + " has no labels to write (--labels)");
   save_npy(o.out, codes);
-  if (!o.labels.empty()) save_npy(o.labels, d.labels);
-  std::printf("wrote %s: %s codes of %s\n", o.out.c_str(), shape_str(codes.shape()).c_str(), d.name.c_str());
+  std::string also;
+  if (!o.labels.empty()) {
+    // Class indices as int32, and for an image folder the class names (line k: class k).
+    Tensor labels({d.size()}, DType::I32);
+    auto* l = static_cast<std::int32_t*>(labels.data());
+    for (std::int64_t i = 0; i < d.size(); ++i) l[i] = static_cast<std::int32_t>(d.labels.f32()[i]);
+    save_npy(o.labels, labels);
+    also = ", labels " + o.labels;
+    const Config& cfg = ae.config();
+    if (cfg.data.dataset == DatasetKind::Images) {
+      const std::string names = (fs::path(o.labels).replace_extension(".classes.txt")).string();
+      std::ofstream out(names);
+      for (const auto& c : image_folder_classes(o.split == "train" ? cfg.data.train_dir : cfg.data.test_dir)) out << c << "\n";
+      if (!out) throw Error(names + ": cannot write");
+      also += " and class names " + names;
+    }
+  }
+  std::printf("wrote %s: %s codes of %s%s\n", o.out.c_str(), shape_str(codes.shape()).c_str(), d.name.c_str(), also.c_str());
 }
 
 }  // namespace

@@ -238,6 +238,10 @@ Dataset load_idx_dataset(const std::string& images_path, const std::string& labe
                 shape_str(img.shape) + " (magic " + hex32(img.magic) + ")");
   if (img.shape[1] > INT32_MAX || img.shape[2] > INT32_MAX)
     throw Error(images_path + ": image size " + shape_str(img.shape) + " is implausibly large");
+  // An image needs a pixel: without this, a header of 2^31 images of 0 rows is 0 bytes of data.
+  if (img.shape[1] == 0 || img.shape[2] == 0)
+    throw Error(images_path + ": images of " + std::to_string(img.shape[1]) + "x" + std::to_string(img.shape[2]) +
+                " pixels " + shape_str(img.shape) + ": an image needs at least one pixel");
   Dataset d;
   d.rows = static_cast<int>(img.shape[1]);
   d.cols = static_cast<int>(img.shape[2]);

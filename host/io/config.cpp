@@ -161,7 +161,35 @@ CUAE_CONFIG_NAME(BadImagePolicy)
 
 const char* sparsity_name(SparsityConfig::Kind k) { return Spelling<SparsityConfig::Kind>::name(k); }
 
-Config parse_config(const std::string& text, const std::string& origin) {
+namespace {
+
+// One TABLE.KEY=VALUE override into the parsed file: VALUE is read as a TOML value (1e-3, true,
+// [1, 28, 28], "text"), and as a plain string when it is not one (runs/x, fashion-mnist).
+void apply_override(toml::table& root, const std::string& set) {
+  const auto eq = set.find('=');
+  const std::string path = set.substr(0, eq);
+  const auto dot = path.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot == 0 || dot + 1 == path.size() ||
+      path.find('.', dot + 1) != std::string::npos)
+    throw Error("--set " + set + ": expected TABLE.KEY=VALUE, e.g. optimizer.lr=3e-4");
+  const std::string table = path.substr(0, dot), key = path.substr(dot + 1), text = set.substr(eq + 1);
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + text);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", text}};
+  }
+  if (!root.contains(table)) root.insert(table, toml::table{});
+  toml::table* t = root[table].as_table();
+  if (!t) throw Error("--set " + set + ": \"" + table + "\" is not a table");
+  t->insert_or_assign(key, parsed["v"]);
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& origin) { return parse_config(text, origin, {}); }
+
+Config parse_config(const std::string& text, const std::string& origin, const std::vector<std::string>& overrides) {
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -171,6 +199,7 @@ Config parse_config(const std::string& text, const std::string& origin) {
        << e.description();
     throw Error(os.str());
   }
+  for (const auto& set : overrides) apply_override(root, set);
   static const std::set<std::string> tables{"model", "vae", "pretrain", "noise", "sparsity", "contractive", "loss",
                                             "optimizer", "train", "data", "output"};
   for (const auto& [k, v] : root) {
@@ -204,6 +233,17 @@ Config parse_config(const std::string& text, const std::string& origin) {
       r.fail("tied_weights", "a variational model's code layer is a Gaussian head; its decoder has its own weights");
     if (c.model.variational && conv && c.model.code <= 0)
       r.fail("code", "a convolutional VAE needs a dense latent layer: set code, e.g. 32");
+    // A VAE's decoder runs alone (sampling, interpolation): it cannot unpool with indices that only
+    // the encoder's max pools produce.
+    if (c.model.variational && conv) {
+      bool max_pool = false, unpool = c.model.decoder.empty();  // a mirrored decoder unpools each max pool
+      for (const auto& b : c.model.encoder) max_pool = max_pool || b.pool == PoolKind::Max;
+      for (const auto& b : c.model.decoder) unpool = unpool || b.type == BlockType::Unpool;
+      if (max_pool && unpool)
+        r.fail("encoder", "a VAE's decoder must work without its encoder (sampling, interpolation), but unpooling "
+                          "needs the encoder's max-pool indices: use pool = \"avg\" or strided convolutions, or "
+                          "[[model.decoder]] blocks without unpool");
+    }
     if (!(c.model.dropout >= 0.0f && c.model.dropout < 1.0f)) r.fail("dropout", "must be in [0, 1)");
     r.finish();
     if (conv) {
@@ -407,12 +447,12 @@ Config parse_config(const std::string& text, const std::string& origin) {
   return c;
 }
 
-Config load_config(const std::string& path) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open config file");
   std::ostringstream ss;
   ss << f.rdbuf();
-  return parse_config(ss.str(), path);
+  return parse_config(ss.str(), overrides.empty() ? path : path + " (with --set)", overrides);
 }
 
 int encoder_layer_index(const ModelConfig& model, const std::string& layer, const std::string& what) {

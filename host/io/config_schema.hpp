@@ -225,6 +225,8 @@ void data_keys(D& d, F&& key) {
 template <class O, class F>
 void output_keys(O& o, F&& key) {
   key("dir", o.dir, "the run's folder: checkpoint.safetensors, reconstructions.png, metrics.csv");
+  key("images_every", o.images_every,
+      "cuae train: reconstructions_E.png (and a VAE's samples_E.png) every N epochs (0: only at the end)");
 }
 
 }  // namespace cuae::config_schema

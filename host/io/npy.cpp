@@ -152,14 +152,15 @@ void convert(const unsigned char* src, float* dst, std::size_t n) {
 }  // namespace
 
 void save_npy(const std::string& path, const Tensor& t) {
-  if (t.dtype() != DType::F32)
-    throw Error("cannot write " + path + ": .npy output is F32 only, tensor is " + dtype_name(t.dtype()));
+  if (t.dtype() != DType::F32 && t.dtype() != DType::I32)
+    throw Error("cannot write " + path + ": .npy output is F32 or I32, tensor is " + dtype_name(t.dtype()));
   if (!t.defined()) throw Error("cannot write " + path + ": tensor has no storage");
   std::string shape = "(";
   for (std::size_t i = 0; i < t.shape().size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape()[i]);
   if (t.shape().size() == 1) shape += ",";  // Python's 1-tuple
   shape += ")";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  const char* descr = t.dtype() == DType::I32 ? "<i4" : "<f4";
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad with spaces, ending in '\n', so magic (6) + version (2) + length (2) + header is a multiple
   // of 64: NumPy does the same so that the data can be memory-mapped with any alignment need.
   const std::size_t total = (10 + header.size() + 1 + 63) / 64 * 64;

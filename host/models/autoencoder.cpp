@@ -29,6 +29,19 @@ using Clock = std::chrono::steady_clock;
 // The divergence rule of run_training.
 constexpr double kDivergeFactor = 1000.0;
 constexpr int kDivergeReports = 3;
+// An Objective from the executor's term names and per-term values: the reconstruction term (the
+// node "loss") first and named "reconstruction", the regularizers after it in graph order.
+Objective make_objective(const std::vector<std::string>& names, const std::vector<double>& values) {
+  Objective o;
+  for (int pass = 0; pass < 2; ++pass)
+    for (std::size_t i = 0; i < names.size() && i < values.size(); ++i)
+      if ((names[i] == "loss") == (pass == 0)) {
+        o.terms.emplace_back(names[i] == "loss" ? "reconstruction" : names[i], values[i]);
+        o.total += values[i];
+      }
+  return o;
+}
+
 // Every float tensor finite: a checkpoint with NaN or Inf weights would evaluate to nan, or be
 // trained on and written again.
 void check_finite(const std::map<std::string, Tensor>& tensors, const std::string& origin) {
@@ -59,6 +72,7 @@ struct RunState {
   std::int64_t epoch_step = 0;  // steps done in the current epoch (0 at an epoch boundary)
   double epoch_sum = 0.0;       // the epoch's losses so far, and how many
   std::int64_t epoch_count = 0;
+  std::vector<double> epoch_terms;  // the epoch's sum of each objective term (Executor::term_names order)
   double best_val = INFINITY;   // early stopping
   int best_epoch = 0, since_best = 0;
   std::int64_t best_step = 0;
@@ -78,6 +92,7 @@ std::string run_state_json(const RunState& r) {
                          {"best_epoch", r.best_epoch},   {"since_best", r.since_best},
                          {"best_step", r.best_step},     {"stopped_early", r.stopped_early},
                          {"lowest_report", num(r.lowest_report)}, {"diverging", r.diverging},
+                         {"epoch_terms", r.epoch_terms},
                          {"elapsed_sec", r.elapsed_sec}};
   return j.dump();
 }
@@ -98,6 +113,7 @@ RunState parse_run_state(const std::string& text, const std::string& path) {
     r.lowest_report = num("lowest_report");
     r.diverging = j.at("diverging").get<int>();
     r.elapsed_sec = j.at("elapsed_sec").get<double>();
+    r.epoch_terms = j.at("epoch_terms").get<std::vector<double>>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": __metadata__ run is not a training run's state: " + e.what());
   }
@@ -478,6 +494,9 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
                       ", step " + std::to_string(s) + " (lower [optimizer] lr?)");
       R.epoch_sum += sum;
       R.epoch_count += static_cast<std::int64_t>(losses.size());
+      const std::vector<double> term_sums = ex.drain_term_sums();
+      R.epoch_terms.resize(term_sums.size(), 0.0);
+      for (std::size_t t = 0; t < term_sums.size(); ++t) R.epoch_terms[t] += term_sums[t];
       if (!losses.empty()) {
         last_loss = sum / static_cast<double>(losses.size());
         R.diverging = R.lowest_report > 0.0 && last_loss > kDivergeFactor * R.lowest_report ? R.diverging + 1 : 0;
@@ -513,13 +532,18 @@ void Autoencoder::run_training(const BatchSource& src, const Tensor& val_images,
       p.interrupted = interrupted;
       R.epoch_step = s;
       if (end) {
+        std::vector<double> means;
+        for (double t : R.epoch_terms) means.push_back(t / static_cast<double>(std::max<std::int64_t>(R.epoch_count, 1)));
+        p.epoch_objective = make_objective(ex.term_names(), means);
+        p.epoch_objective.total = p.epoch_loss;
         ++S.epochs_done;
         R.epoch_step = 0;
         R.epoch_sum = 0.0;
         R.epoch_count = 0;
+        R.epoch_terms.clear();
       }
       if (end && validate) {
-        p.val_loss = loss(val_images);
+        p.val_loss = objective(val_images).total;
         if (p.val_loss < R.best_val) {
           R.best_val = p.val_loss;
           R.best_epoch = S.epochs_done;
@@ -661,6 +685,34 @@ double Autoencoder::loss(const Tensor& images) {
     }
   });
   return batches ? sum / static_cast<double>(batches) : 0.0;
+}
+
+Objective Autoencoder::objective(const Tensor& images) {
+  State& S = *s_;
+  const std::int64_t n = images.rank() == 2 ? images.dim(0) : 0, d = S.cfg.model.layers.front();
+  CUAE_REQUIRE(n > 0 && images.dim(1) == d, "objective: images must be [N, " + std::to_string(d) + "] with N >= 1, got " +
+                                               shape_str(images.shape()));
+  ensure_trainer();
+  Executor& ex = *S.trainer;
+  const std::int64_t batch = S.cfg.train.batch_size;
+  const Tensor host = images.device() == Device::CPU ? images : images.to(Device::CPU);
+  const std::vector<std::string> names = ex.term_names();
+  std::vector<double> sums(names.size(), 0.0);
+  const std::int64_t batches = std::max<std::int64_t>(n / batch, 1);
+  Tensor padded;  // fewer images than a batch: repeated to fill one
+  if (n < batch) {
+    padded = Tensor({batch, d});
+    for (std::int64_t r = 0; r < batch; ++r)
+      std::copy(host.f32() + (r % n) * d, host.f32() + (r % n + 1) * d, padded.f32() + r * d);
+  }
+  for (std::int64_t b = 0; b < batches; ++b) {
+    ex.set_input("x", n < batch ? padded : host.rows(b * batch, (b + 1) * batch));
+    // Random draws keyed far from any training step's, one key per batch.
+    const std::vector<float> t = ex.evaluate_terms((std::uint64_t{1} << 62) + static_cast<std::uint64_t>(b));
+    for (std::size_t i = 0; i < t.size(); ++i) sums[i] += t[i];
+  }
+  for (double& v : sums) v /= static_cast<double>(batches);
+  return make_objective(names, sums);
 }
 
 std::vector<std::pair<std::string, Tensor>> Autoencoder::parameters() {

@@ -32,7 +32,10 @@ struct Layer {
 
 std::string shape_hwc(const Shape& s) {
   std::string r;
-  for (std::size_t i = 0; i < s.size(); ++i) r += (i ? "x" : "") + std::to_string(s[i]);
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (i) r += 'x';
+    r += std::to_string(s[i]);
+  }
   return r;
 }
 
@@ -246,11 +249,12 @@ std::vector<Layer> plan_conv(const ModelConfig& m, bool logits) {
       const bool last = j + 1 == m.decoder.size();
       const std::string nm = "decoder." + std::to_string(next);
       if (b.type == BlockType::Deconv || b.type == BlockType::Conv) {
-        add_deconv_or_conv(b.type == BlockType::Deconv, last ? static_cast<int>(input[2]) : b.channels, b.kernel, b.stride, b.pad(),
-                           b.dilation, b.output_padding, last ? out_act : m.activation, !last);
+        // Checked before the layer is listed: the shapes in the message stop where the problem is.
         if (last && b.channels != 0 && b.channels != input[2])
           fail(nm, "the last decoder block must produce the input's " + std::to_string(input[2]) + " channels, not " +
-                       std::to_string(b.channels));
+                       std::to_string(b.channels) + " (set channels = " + std::to_string(input[2]) + ", or leave it out)");
+        add_deconv_or_conv(b.type == BlockType::Deconv, last ? static_cast<int>(input[2]) : b.channels, b.kernel, b.stride,
+                           b.pad(), b.dilation, b.output_padding, last ? out_act : m.activation, !last);
       } else if (b.type == BlockType::Upsample) {
         if (last) fail(nm, "the last decoder block must be a conv or deconv (it produces the image)");
         if (b.scale < 1) fail(nm, "scale must be >= 1");
@@ -289,8 +293,7 @@ std::vector<std::int64_t> conv_stage_widths(const ModelConfig& model) {
 std::string format_layer_shapes(const std::vector<LayerShape>& layers) {
   std::ostringstream os;
   for (const auto& l : layers) {
-    std::string shape;
-    for (std::size_t i = 0; i < l.shape.size(); ++i) shape += (i ? "x" : "") + std::to_string(l.shape[i]);
+    const std::string shape = shape_hwc(l.shape);
     char line[256];
     std::snprintf(line, sizeof line, "  %-22s %-40s %-14s %10lld\n", l.name.c_str(), l.what.c_str(), shape.c_str(),
                   static_cast<long long>(l.params));

@@ -106,6 +106,14 @@ struct CUAE_API VaeBounds {
   std::int64_t images = 0;
 };
 
+// The training objective over a set of images: its total (the training loss's quantity) and each
+// term by name, weighted as in training, the reconstruction term first ("reconstruction", then
+// "kl", "sparsity", "contractive", ...); means per batch.
+struct CUAE_API Objective {
+  double total = 0.0;
+  std::vector<std::pair<std::string, double>> terms;
+};
+
 // train() reports through this every [train] log_every steps and at each epoch's end. Training
 // stops with cuae::Error when a step's loss is not finite, or when it diverges: the reported loss
 // above 1000 times its lowest report so far for 3 reports in a row.
@@ -116,10 +124,11 @@ struct CUAE_API TrainProgress {
   std::int64_t global_step = 0;
   double loss = 0.0;                   // mean training loss over the steps since the last report
   double epoch_loss = 0.0;             // mean over the epoch so far (objective incl. penalties)
+  Objective epoch_objective;           // at an epoch's end: epoch_loss and its terms, by name
   // Epoch ends with a validation split ([train] validation > 0): the reconstruction loss on the
   // held-out images, whether it is the best so far (the weights are then the best ones), and
   // whether training stops here (patience exhausted).
-  double val_loss = -1.0;              // < 0 when not measured
+  double val_loss = -1.0;              // the objective on them (objective()); < 0 when not measured
   bool improved = false;
   bool stopping = false;
   int best_epoch = 0;
@@ -225,8 +234,15 @@ class CUAE_API Autoencoder {
   // A VAE's ELBO and importance-weighted bound with `samples` posterior samples per image.
   VaeBounds vae_bounds(const Tensor& images, int samples);
   ReconMetrics evaluate(const Tensor& images);
-  // Mean ‖x − x̂‖-style training loss of the configured objective over `images` (per batch mean).
+  // The reconstruction term of the configured loss over `images` (per batch mean), without any
+  // regularizer: comparable across models with the same loss.
   double loss(const Tensor& images);
+  // The training objective itself over `images` — the reconstruction term plus every regularizer
+  // (a VAE's KL, sparsity, contractive), each term named — computed as a training step computes it
+  // (input noise, dropout and a VAE's sampling included) but without an update: the figure to set
+  // beside the training loss. Whole batches of [train] batch_size (fewer images than one batch are
+  // repeated to fill it).
+  Objective objective(const Tensor& images);
 
   // The model's parameters by name (host tensors).
   std::vector<std::pair<std::string, Tensor>> parameters();

@@ -115,6 +115,7 @@
 //
 //   [output]
 //   dir = "runs/default"          # checkpoint.safetensors, reconstructions.png, metrics.csv
+//   images_every = 0              # reconstructions_E.png (a VAE also samples_E.png) every N epochs
 //
 // Every key is optional except model.layers. An unknown table or key, a value of the wrong type or
 // out of range is an error naming the file, the key and what was expected.
@@ -267,6 +268,7 @@ struct CUAE_API DataConfig {
 
 struct CUAE_API OutputConfig {
   std::string dir = "runs/default";
+  int images_every = 0;  // cuae train: reconstructions_E.png (and a VAE's samples_E.png) every N epochs (0: off)
 };
 
 struct CUAE_API Config {
@@ -285,7 +287,11 @@ struct CUAE_API Config {
 
 // Parses TOML text; `origin` (a file name) prefixes every error message.
 CUAE_API Config parse_config(const std::string& text, const std::string& origin = "<config>");
-CUAE_API Config load_config(const std::string& path);
+// The same with overrides "TABLE.KEY=VALUE" applied over the file before it is checked, so an
+// override is held to every rule a value in the file is (e.g. {"optimizer.lr=3e-4",
+// "train.batch_size=64", "output.dir=runs/try"}; VALUE is TOML, or a plain string).
+CUAE_API Config parse_config(const std::string& text, const std::string& origin, const std::vector<std::string>& overrides);
+CUAE_API Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // The config as TOML (every key written), parseable by parse_config. Stored in checkpoints.
 CUAE_API std::string to_toml(const Config& c);
 // Every table and key with its default and a line on what it means, as TOML with comments

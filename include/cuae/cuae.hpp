@@ -7,6 +7,7 @@
 #include "cuae/data.hpp"
 #include "cuae/error.hpp"
 #include "cuae/executor.hpp"
+#include "cuae/figures.hpp"
 #include "cuae/images.hpp"
 #include "cuae/graph.hpp"
 #include "cuae/image.hpp"

@@ -97,6 +97,10 @@ class CUAE_API Executor {
   // independent posterior samples of a VAE for the same batch).
   void forward();
   void forward_at(std::uint64_t random_step);
+  // A forward pass at random_step that records nothing (the losses drained later are only the
+  // training steps'): each objective term's value (term_names() order), e.g. the training
+  // objective on held-out images between steps.
+  std::vector<float> evaluate_terms(std::uint64_t random_step);
   // Changes the weight of a scalar term (a loss, a penalty or a gaussian_kl term, by node name) from
   // the next step on (a KL warm-up).
   void set_term_weight(const std::string& node, float weight);
@@ -110,6 +114,12 @@ class CUAE_API Executor {
   std::vector<float> drain_losses();
   // Sum of the loss terms of the latest forward()/train_step() (synchronises).
   float last_loss();
+  // The objective's terms by node name ("loss", "kl", "sparsity", ...), in the order of the two
+  // calls below: each term's sum over the training steps read since the last call (their count in
+  // *steps; synchronises), and each term's value after the latest forward()/train_step().
+  std::vector<std::string> term_names() const;
+  std::vector<double> drain_term_sums(std::int64_t* steps = nullptr);
+  std::vector<float> last_terms();
 
   // Host copy of a value kept alive by Graph::mark_output (or any parameter).
   Tensor read(Value v);

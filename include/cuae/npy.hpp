@@ -14,8 +14,8 @@
 
 namespace cuae {
 
-// Writes an F32 tensor of any rank ([N, D], [N], ...; on the CPU or CUDA, copied to the host) as a
-// version 1.0 .npy with descr '<f4'. Atomic like save_safetensors: a failure throws cuae::Error
+// Writes an F32 or I32 tensor of any rank ([N, D], [N], ...; on the CPU or CUDA, copied to the host) as a
+// version 1.0 .npy with descr '<f4' or '<i4'. Atomic like save_safetensors: a failure throws cuae::Error
 // naming `path` and leaves any existing file untouched.
 CUAE_API void save_npy(const std::string& path, const Tensor& t);
 
