@@ -2,6 +2,7 @@
 #pragma once
 
 #include "cuae/analysis.hpp"
+#include "cuae/anomaly.hpp"
 #include "cuae/autoencoder.hpp"
 #include "cuae/config.hpp"
 #include "cuae/data.hpp"
