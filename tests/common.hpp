@@ -147,4 +147,15 @@ GradCheckResult check_gradient(const std::function<double()>& f, std::vector<dou
 // Up to max_count distinct indices of [0, n) (all of them when n <= max_count), sorted.
 std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max_count, std::uint32_t seed);
 
+// f must throw cuae::Error whose message contains `part`.
+template <class F>
+void expect_error_contains(F&& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error containing \"" << part << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace cuae::test

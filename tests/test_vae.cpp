@@ -17,15 +17,7 @@
 namespace cuae {
 namespace {
 
-template <class F>
-void expect_error_contains(F&& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error containing \"" << part << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
+using test::expect_error_contains;
 
 std::map<std::string, Tensor> as_map(const std::vector<std::pair<std::string, Tensor>>& v) {
   std::map<std::string, Tensor> m;

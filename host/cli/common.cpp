@@ -60,6 +60,7 @@ Data load_data(const Config& c, bool with_train) {
   if (d.test.size() == 0) throw Error("the test set " + d.test.name + " holds no images: nothing to evaluate on");
   if (train && d.train.size() == 0) throw Error("the training set " + d.train.name + " holds no images");
   if (c.data.max_test > 0 && d.test.size() > c.data.max_test) d.test = subset(d.test, 0, c.data.max_test);
+  if (train && !c.data.classes.empty()) d.train = select_classes(d.train, c.data.classes, c.data.contamination, c.train.seed);
   // The training images are checked by Autoencoder::train; the test images here, once.
   check_pixels(d.test.images, d.test.name, c.loss.type == LossType::BCEWithLogits);
   return d;

@@ -178,9 +178,7 @@ void report_pca_baseline(const Config& cfg, const Dataset& train, const Dataset&
     std::printf("  (no PCA baseline: %s)\n", why_not);
     return;
   }
-  std::int64_t n = cfg.train.max_train > 0 ? std::min(cfg.train.max_train, train.size()) : train.size();
-  if (cfg.train.validation > 0.0)
-    n -= std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * cfg.train.validation));
+  const std::int64_t n = training_split(cfg.train, train.size()).train;
   std::printf("  fitting the PCA baseline: %lld components on the %lld training images the model saw ...\n",
               static_cast<long long>(k), static_cast<long long>(n));
   std::fflush(stdout);

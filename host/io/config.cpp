@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -67,6 +68,15 @@ class TableReader {
           fail(key, "width " + std::to_string(v) + " is too large (at most " +
                         std::to_string(std::numeric_limits<std::int32_t>::max()) + ")");
         out.push_back(v);
+      }
+    } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+      const toml::array* a = n->as_array();
+      if (!a) fail(key, "expected an array of class indices such as [0] or [3, 5]");
+      out.clear();
+      for (const auto& e : *a) {
+        if (!e.is_integer() || e.as_integer()->get() < 0 || e.as_integer()->get() > 65535)
+          fail(key, "expected class indices from 0 to 65535");
+        out.push_back(static_cast<int>(e.as_integer()->get()));
       }
     } else if constexpr (std::is_floating_point_v<T>) {
       // No setting means anything as inf or nan, and a value beyond the type's range would
@@ -418,6 +428,10 @@ Config parse_config(const std::string& text, const std::string& origin, const st
     if (ds == DatasetKind::Images && (c.data.train_dir.empty() || c.data.test_dir.empty()))
       r.fail("train_dir", "dataset = \"images\" needs train_dir and test_dir folders");
     if (c.data.stream && ds != DatasetKind::Images) r.fail("stream", "streaming reads image folders (dataset = \"images\")");
+    if (!c.data.classes.empty() && c.data.stream) r.fail("classes", "a streamed training set cannot be filtered by class");
+    if (!(c.data.contamination >= 0.0 && c.data.contamination < 1.0)) r.fail("contamination", "must be a fraction in [0, 1)");
+    if (c.data.contamination > 0.0 && c.data.classes.empty())
+      r.fail("contamination", "mixes other classes into the [data] classes: set classes too");
     if (!c.data.image_size.empty() && (c.data.image_size.size() != 3 || (c.data.image_size[0] != 1 && c.data.image_size[0] != 3)))
       r.fail("image_size", "expected [channels, height, width] with 1 or 3 channels");
     if (ds == DatasetKind::Images && c.data.image_size.empty()) {
@@ -448,6 +462,8 @@ Config parse_config(const std::string& text, const std::string& origin, const st
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a folder, not a config file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open config file");
   std::ostringstream ss;

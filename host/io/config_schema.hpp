@@ -220,6 +220,8 @@ void data_keys(D& d, F&& key) {
   key("threads", d.threads, "images: decoding threads (0: all but one core)");
   key("prefetch", d.prefetch, "images: batches decoded ahead");
   key("max_test", d.max_test, "evaluate on the first N test images only (0: all)");
+  key("classes", d.classes, "train on these classes only, e.g. [0] for an anomaly detector's normal class (empty: all)");
+  key("contamination", d.contamination, "with classes: this share of the training images comes from the other classes");
 }
 
 template <class O, class F>

@@ -21,9 +21,9 @@ auto toml_value(const T& v) {
     return v;
   } else if constexpr (std::is_enum_v<T>) {
     return std::string(config_schema::Spelling<T>::name(v));
-  } else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>) {
+  } else if constexpr (std::is_same_v<T, std::vector<std::int64_t>> || std::is_same_v<T, std::vector<int>>) {
     toml::array a;
-    for (auto x : v) a.push_back(x);
+    for (auto x : v) a.push_back(static_cast<std::int64_t>(x));
     return a;
   } else if constexpr (std::is_same_v<T, float>) {
     // The double nearest the float's shortest decimal (0.01, not 0.0099999997764825821): it

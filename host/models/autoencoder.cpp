@@ -366,20 +366,27 @@ void Autoencoder::ensure_trainer() {
   S.loaded.clear();
 }
 
+TrainSplit training_split(const TrainConfig& t, std::int64_t size) {
+  TrainSplit s;
+  const std::int64_t n = t.max_train > 0 ? std::min(size, t.max_train) : size;
+  // The validation split: the last images, never trained on.
+  s.validation = t.validation > 0.0 && n > 0
+                     ? std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * t.validation))
+                     : 0;
+  s.train = n - s.validation;
+  return s;
+}
+
 void Autoencoder::train(const Dataset& data, const std::function<void(const TrainProgress&)>& progress) {
   State& S = *s_;
   const auto& cfg = S.cfg;
   const std::int64_t d = cfg.model.layers.front();
   CUAE_REQUIRE(data.features() == d, "dataset \"" + data.name + "\" has " + std::to_string(data.features()) +
                                        " values per image, the model's input has " + std::to_string(d));
-  std::int64_t n = data.size();
-  if (cfg.train.max_train > 0) n = std::min(n, cfg.train.max_train);
-  if (n == 0) throw Error("dataset \"" + data.name + "\" holds no images to train on");
-  check_pixels(subset(data, 0, n).images, data.name, cfg.loss.type == LossType::BCEWithLogits);
-  // The validation split: the last images, never trained on.
-  const std::int64_t n_val =
-      cfg.train.validation > 0.0 ? std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(n) * cfg.train.validation)) : 0;
-  n -= n_val;
+  const TrainSplit split = training_split(cfg.train, data.size());
+  if (split.train + split.validation == 0) throw Error("dataset \"" + data.name + "\" holds no images to train on");
+  check_pixels(subset(data, 0, split.train + split.validation).images, data.name, cfg.loss.type == LossType::BCEWithLogits);
+  const std::int64_t n = split.train, n_val = split.validation;
   const std::int64_t batch = cfg.train.batch_size;
   if (n < batch)
     throw Error("dataset \"" + data.name + "\" has " + std::to_string(n) + " training images" +
@@ -836,8 +843,10 @@ VaeBounds Autoencoder::vae_bounds(const Tensor& images, int samples) {
       double sum = 0.0;
       for (int s = 0; s < samples; ++s) sum += std::exp(w[s] - mx);
       const double nll = nll_sum[static_cast<std::size_t>(i)] / samples;
-      r.iw_bound += mx + std::log(sum / samples);
-      r.elbo += -nll - kl[static_cast<std::size_t>(i)];
+      r.image_iw_bound.push_back(mx + std::log(sum / samples));
+      r.image_elbo.push_back(-nll - kl[static_cast<std::size_t>(i)]);
+      r.iw_bound += r.image_iw_bound.back();
+      r.elbo += r.image_elbo.back();
       r.recon_nll += nll;
       r.kl += kl[static_cast<std::size_t>(i)];
     }

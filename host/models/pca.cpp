@@ -93,27 +93,41 @@ Pca fit_pca(const Tensor& images, int k) {
   return p;
 }
 
-Tensor pca_reconstruct(const Pca& pca, const Tensor& images) {
+Tensor pca_encode(const Pca& pca, const Tensor& images) {
   const std::int64_t k = pca.components.dim(0), d = pca.components.dim(1);
-  CUAE_CHECK(images.device() == Device::CPU && images.rank() == 2 && images.dim(1) == d,
-             "pca_reconstruct: images " + shape_str(images.shape()) + " vs " + std::to_string(d) + " features");
+  CUAE_REQUIRE(images.device() == Device::CPU && images.rank() == 2 && images.dim(1) == d,
+               "pca_encode: images " + shape_str(images.shape()) + " vs " + std::to_string(d) + " features");
   const std::int64_t n = images.dim(0);
   Tensor xc({n, d});
   const float* x = images.f32();
   const float* mu = pca.mean.f32();
+#pragma omp parallel for schedule(static)
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < d; ++j) xc.f32()[i * d + j] = x[i * d + j] - mu[j];
   Tensor codes({n, k});
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(k), static_cast<int>(d),
-              1.0f, xc.f32(), static_cast<int>(d), pca.components.f32(), static_cast<int>(d), 0.0f, codes.f32(),
-              static_cast<int>(k));
+  if (n > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(k), static_cast<int>(d),
+                1.0f, xc.f32(), static_cast<int>(d), pca.components.f32(), static_cast<int>(d), 0.0f, codes.f32(),
+                static_cast<int>(k));
+  return codes;
+}
+
+Tensor pca_decode(const Pca& pca, const Tensor& codes) {
+  const std::int64_t k = pca.components.dim(0), d = pca.components.dim(1);
+  CUAE_REQUIRE(codes.device() == Device::CPU && codes.rank() == 2 && codes.dim(1) == k,
+               "pca_decode: codes " + shape_str(codes.shape()) + " vs " + std::to_string(k) + " components");
+  const std::int64_t n = codes.dim(0);
+  const float* mu = pca.mean.f32();
   Tensor out({n, d});
   for (std::int64_t i = 0; i < n; ++i)
     for (std::int64_t j = 0; j < d; ++j) out.f32()[i * d + j] = mu[j];
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(d), static_cast<int>(k),
-              1.0f, codes.f32(), static_cast<int>(k), pca.components.f32(), static_cast<int>(d), 1.0f, out.f32(),
-              static_cast<int>(d));
+  if (n > 0)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(d), static_cast<int>(k),
+                1.0f, codes.f32(), static_cast<int>(k), pca.components.f32(), static_cast<int>(d), 1.0f, out.f32(),
+                static_cast<int>(d));
   return out;
 }
+
+Tensor pca_reconstruct(const Pca& pca, const Tensor& images) { return pca_decode(pca, pca_encode(pca, images)); }
 
 }  // namespace cuae

@@ -47,7 +47,11 @@ struct CUAE_API Pca {
   Tensor variances;   // [k] eigenvalues
 };
 CUAE_API Pca fit_pca(const Tensor& images, int k);
-CUAE_API Tensor pca_reconstruct(const Pca& pca, const Tensor& images);  // [N, D], clamped to [0, 1] is NOT applied
+// The codes (x − mean)·componentsᵀ [N, k], the images mean + codes·components [N, D] (not clamped
+// to [0, 1]), and the two in turn.
+CUAE_API Tensor pca_encode(const Pca& pca, const Tensor& images);
+CUAE_API Tensor pca_decode(const Pca& pca, const Tensor& codes);
+CUAE_API Tensor pca_reconstruct(const Pca& pca, const Tensor& images);
 
 // The graph of a deep autoencoder for a fixed batch size.
 //   Train: the training objective. The input is corrupted when [noise] is on (the loss still
@@ -104,6 +108,7 @@ struct CUAE_API VaeBounds {
   double kl = 0.0;         // KL(q(z|x) ‖ N(0, I))
   int samples = 0;
   std::int64_t images = 0;
+  std::vector<double> image_elbo, image_iw_bound;  // per image, in the images' order
 };
 
 // The training objective over a set of images: its total (the training loss's quantity) and each
@@ -165,6 +170,14 @@ struct CUAE_API PretrainProgress {
 };
 CUAE_API std::map<std::string, Tensor> pretrain_stack(const Config& config, const Dataset& data, Device device,
                                                       const std::function<void(const PretrainProgress&)>& progress = {});
+
+// Which images of a set of `size` train() uses: the first max_train (all when 0), of which the
+// last share `validation` (at least one image when > 0) is held out, never trained on. What a
+// baseline or a threshold must be fitted on to see exactly what the model saw, or did not see.
+struct CUAE_API TrainSplit {
+  std::int64_t train = 0, validation = 0;
+};
+CUAE_API TrainSplit training_split(const TrainConfig& t, std::int64_t size);
 
 // The memory a training run of `config` needs on `device`, planned without allocating any of it:
 // the training step (arena with workspaces, parameters, gradients, optimizer state), the

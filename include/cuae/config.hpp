@@ -264,6 +264,11 @@ struct CUAE_API DataConfig {
   int threads = 0;
   int prefetch = 4;
   std::int64_t max_test = 0;
+  // Train on these classes only (labelled sets; empty: all), e.g. the "normal" class of an
+  // anomaly detector; the test set keeps every class. With contamination > 0 that share of the
+  // training images is drawn from the other classes (select_classes in cuae/data.hpp).
+  std::vector<int> classes;
+  double contamination = 0.0;
 };
 
 struct CUAE_API OutputConfig {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "cuae/error.hpp"
 #include "cuae/tensor.hpp"
@@ -74,5 +75,15 @@ CUAE_API Dataset subset(const Dataset& d, std::int64_t begin, std::int64_t count
 // Splits off the last n_tail samples, e.g. for validation: returns {first size()-n_tail, last
 // n_tail}, both views as in subset(). Throws cuae::Error unless 0 <= n_tail <= size().
 CUAE_API std::pair<Dataset, Dataset> split_tail(const Dataset& d, std::int64_t n_tail);
+
+// The images of `classes` (in their order in d), and with contamination p > 0 as many images of
+// the other classes as make up a share p of the result (round(p·n/(1−p)) for n images of the
+// classes), drawn without replacement by `seed` and interleaved at positions drawn by the same
+// seed: the anomaly detector's "normal" training set, contaminated on purpose to measure
+// robustness. A copy (rows gathered), named e.g. "fashion-mnist/train[classes 0]" or
+// "...[classes 0, contamination 0.05]". Throws cuae::Error naming d when it has no labels, when a
+// class has no images in it, when p is outside [0, 1), or when too few other images exist.
+CUAE_API Dataset select_classes(const Dataset& d, const std::vector<int>& classes, double contamination,
+                                std::uint64_t seed);
 
 }  // namespace cuae

@@ -118,6 +118,9 @@ PY
     checkpoint
     expect variational "$cuae" sample --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu
     [[ $(cat "$tmp/err") != *"check failed"* ]] || { echo "FAIL: an internal check's wording reached the user"; exit 1; } ;;
+  anomaly_without_normal_classes)
+    checkpoint
+    expect "trained on every class" "$cuae" anomaly --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu ;;
   epochs_option_overflows)
     config ""
     expect "--epochs" "$cuae" train --config "$tmp/c.toml" --device cpu --epochs 99999999999999999999 ;;

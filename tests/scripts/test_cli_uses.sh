@@ -69,5 +69,32 @@ PY
     rc=$?
     [[ $rc -eq 1 && $out == *"max-pool indices"* ]] || { echo "FAIL: exit $rc: $out"; exit 1; }
     echo "$out" ;;
+  anomaly_on_normal_classes)
+    # Trousers normal; the threshold chosen on the 20% held out; knn scores in the code space.
+    printf '[model]\nlayers = [784, 32, 8]\n[train]\nbatch_size = 64\nepochs = 2\nvalidation = 0.2\n[data]\nclasses = [1]\nmax_test = 800\n' >"$tmp/a.toml"
+    "$cuae" train --config "$tmp/a.toml" --device cpu --out "$tmp/run" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+    grep -q "train\[classes 1\] (6000 images)" "$tmp/log" || { echo "FAIL: not trained on the 6000 trousers"; head -3 "$tmp/log"; exit 1; }
+    for score in mse knn; do
+      "$cuae" anomaly --checkpoint "$tmp/run/checkpoint.safetensors" --device cpu --score $score --fpr 0.1 >"$tmp/log" 2>&1 ||
+        { echo "FAIL: anomaly --score $score"; cat "$tmp/log"; exit 1; }
+      cat "$tmp/log"
+      grep -q "threshold for a 10% false-positive rate chosen on 1200 held-out training images" "$tmp/log" || { echo "FAIL: threshold line"; exit 1; }
+      for f in scores.csv summary.csv roc.png histogram.png extremes.png; do
+        [ -s "$tmp/run/anomaly/$f" ] || { echo "FAIL: no $f"; exit 1; }
+      done
+      python3 - "$tmp/run/anomaly" <<'PY' || exit 1
+import csv, sys
+d = sys.argv[1]
+rows = {r["detector"]: r for r in csv.DictReader(open(d + "/summary.csv"))}
+scores = list(csv.DictReader(open(d + "/scores.csv")))
+assert len(scores) == 800, len(scores)
+assert all((r["label"] != "1") == (r["anomalous"] == "1") for r in scores)
+for who in ("autoencoder", "pca"):
+    auc, recall = float(rows[who]["auroc"]), float(rows[who]["recall"])
+    assert 0.8 < auc <= 1.0, (who, auc)  # trousers are easy to tell from the rest
+    assert 0.0 < recall <= 1.0, (who, recall)
+print("summary and scores consistent:", {k: v["auroc"] for k, v in rows.items()})
+PY
+    done ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac
