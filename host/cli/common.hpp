@@ -20,6 +20,7 @@ void add_inspection_commands(CLI::App& app);  // eval, summary, version
 void add_generation_commands(CLI::App& app);  // sample, interpolate, scatter
 void add_use_commands(CLI::App& app);         // denoise, encode
 void add_anomaly_command(CLI::App& app);      // anomaly
+void add_probe_command(CLI::App& app);        // probe
 
 // A number in [lo, hi]: unlike CLI::Range, NaN is refused too.
 CLI::Validator finite_in(double lo, double hi);

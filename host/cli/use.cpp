@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "host/cli/common.hpp"
 
@@ -40,8 +41,10 @@ void denoise(CLI::App* cmd, const DenoiseOptions& o) {
   const ReconMetrics mr = reconstruction_metrics(test.images, recon);
   std::printf("%s: %s noise, level %g, on %s (%lld images); error against the clean images:\n", o.checkpoint.c_str(),
               noise_type_name(type), static_cast<double>(level), test.name.c_str(), static_cast<long long>(mr.images));
-  std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "noisy input", mn.mse_per_pixel, mn.se_per_image);
-  std::printf("  %-26s MSE/pixel %.5f   squared error/image %8.3f\n", "reconstruction", mr.mse_per_pixel, mr.se_per_image);
+  for (const auto& [who, images, m] : {std::tuple{"noisy input", &noisy, &mn}, std::tuple{"reconstruction", &recon, &mr}})
+    std::printf("  %-16s MSE/pixel %.5f   squared error/image %8.3f   PSNR %6.2f dB   SSIM %.4f\n", who, m->mse_per_pixel,
+                m->se_per_image, mean_of(psnr(test.images, *images)),
+                mean_of(ssim(test.images, *images, test.rows, test.cols, test.channels)));
   // Groups of three labelled rows: noisy inputs, their reconstructions, the clean originals.
   const std::vector<std::int64_t> idx = spread_indices(test, 40);
   write_row_blocks(out,
@@ -90,7 +93,7 @@ void add_use_commands(CLI::App& app) {
   CLI::App* d = app.add_subcommand("denoise", "corrupt the test images and reconstruct them");
   d->footer(
       "Corrupts the test images (by default as in training), reconstructs them, reports the error against the clean "
-      "images and writes a PNG grid: noisy, reconstructed, clean.");
+      "images (MSE, PSNR and SSIM, each the mean over images) and writes a PNG grid: noisy, reconstructed, clean.");
   d->add_option("--checkpoint", dn->checkpoint, "the checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
   add_device_option(d, dn->device);
   d->add_option("--noise", dn->noise, "the corruption (default: the model's [noise], else mask)")

@@ -19,6 +19,18 @@ CUAE_API double pixel_variance(const Tensor& images);
 // parallel over the queries.
 CUAE_API std::vector<double> nearest_distances(const Tensor& queries, const Tensor& reference);
 
+// Image quality of images [N, H·W·C] against reference [N, H·W·C] (host, values in [0, 1], channels
+// last), one value per image.
+// PSNR in dB: 10·log10(1 / MSE), the MSE floored at 1e-10 (so at most 100 dB for identical images).
+CUAE_API std::vector<double> psnr(const Tensor& reference, const Tensor& images);
+// SSIM (Wang, Bovik, Sheikh & Simoncelli, 2004) as scikit-image computes it by default: 7×7 uniform
+// windows wholly inside the image, K1 = 0.01, K2 = 0.03, data range 1, sample (N − 1) variances;
+// the mean over windows and channels. Images must be at least 7×7. Throws cuae::Error for
+// mismatched shapes.
+CUAE_API std::vector<double> ssim(const Tensor& reference, const Tensor& images, int h, int w, int channels);
+// The mean of a score over images (0 for none).
+CUAE_API double mean_of(const std::vector<double>& v);
+
 // The k nearest rows of reference [R, D] to each row of queries [Q, D] by squared Euclidean
 // distance, nearest first: index[q·k + j] and distance[q·k + j] (ties: the lower index first).
 // Distances are ‖x‖² + ‖y‖² − 2·x·y with the products by BLAS in blocks of queries (fast on

@@ -13,6 +13,7 @@
 #include "cuae/graph.hpp"
 #include "cuae/image.hpp"
 #include "cuae/npy.hpp"
+#include "cuae/probe.hpp"
 #include "cuae/safetensors.hpp"
 #include "cuae/tensor.hpp"
 
