@@ -21,6 +21,7 @@ void add_generation_commands(CLI::App& app);  // sample, interpolate, scatter
 void add_use_commands(CLI::App& app);         // denoise, encode
 void add_anomaly_command(CLI::App& app);      // anomaly
 void add_probe_command(CLI::App& app);        // probe
+void add_inpaint_command(CLI::App& app);      // inpaint
 
 // A number in [lo, hi]: unlike CLI::Range, NaN is refused too.
 CLI::Validator finite_in(double lo, double hi);

@@ -10,6 +10,7 @@
 #include "cuae/executor.hpp"
 #include "cuae/figures.hpp"
 #include "cuae/images.hpp"
+#include "cuae/inpaint.hpp"
 #include "cuae/graph.hpp"
 #include "cuae/image.hpp"
 #include "cuae/npy.hpp"
