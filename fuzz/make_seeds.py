@@ -60,6 +60,25 @@ put("safetensors", "empty_tensor", safetensors({"e": ("F32", [0, 4], b"")}, {}))
 put("npy", "f32_2d", npy("<f4", [2, 3], f32))
 put("npy", "f32_scalar", npy("<f4", [], f32[:4]))
 put("npy", "i32_1d", npy("<i4", [2], struct.pack("<2i", 4, -5)))
+
+
+def cuaez(k, bits, n, h, w, c, codec, symbols):
+    packed, acc, nbits = bytearray(), 0, 0
+    for v in symbols:
+        acc, nbits = (acc << bits) | v, nbits + bits
+        while nbits >= 8:
+            packed.append((acc >> (nbits - 8)) & 0xFF)
+            nbits -= 8
+    if nbits:
+        packed.append((acc << (8 - nbits)) & 0xFF)
+    payload = zlib.compress(bytes(packed)) if codec else bytes(packed)
+    head = b"CUAECODE" + struct.pack("<IQIIQIIII", 1, 0x1234, k, bits, n, h, w, c, codec)
+    body = head + struct.pack("<%df" % (2 * k), *([-1.0] * k + [1.0] * k)) + struct.pack("<Q", len(payload)) + payload
+    return body + struct.pack("<I", zlib.crc32(body) & 0xFFFFFFFF)
+
+
+put("cuaez", "raw_3x5", cuaez(5, 3, 3, 2, 2, 1, 0, [(i * 5) % 8 for i in range(15)]))
+put("cuaez", "zlib_2x4", cuaez(4, 12, 2, 4, 4, 3, 1, [(i * 977) % 4096 for i in range(8)]))
 for name in sorted(os.listdir(os.path.join(here, "..", "configs"))):
     if name.endswith(".toml"):
         shutil.copy(os.path.join(here, "..", "configs", name), os.path.join(corpus, "config", name))

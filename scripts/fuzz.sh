@@ -6,12 +6,12 @@
 # a hang over 10 s or an allocation over 1 GiB. A finding fails the script; copy it into
 # fuzz/regressions/<reader>/ and fix the reader (tests/test_fuzz_regressions.cpp reads every file
 # there on every test run).
-#   scripts/fuzz.sh [SECONDS] [READER...]     readers: idx cifar safetensors npy config png jpeg
+#   scripts/fuzz.sh [SECONDS] [READER...]     readers: idx cifar safetensors npy cuaez config png jpeg
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
-readers=("${@:-idx cifar safetensors npy config png jpeg}")
+readers=("${@:-idx cifar safetensors npy cuaez config png jpeg}")
 bash scripts/build.sh >/dev/null  # libcuae.so, which the harnesses link
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (Debian: clang)" >&2; exit 1; }
 if [ ! -f build-fuzz/CMakeCache.txt ]; then

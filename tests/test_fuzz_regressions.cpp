@@ -16,6 +16,7 @@
 #include "cuae/config.hpp"
 #include "cuae/data.hpp"
 #include "cuae/images.hpp"
+#include "cuae/compress.hpp"
 #include "cuae/npy.hpp"
 #include "cuae/safetensors.hpp"
 
@@ -60,6 +61,7 @@ const std::map<std::string, std::function<void(const std::string&)>>& readers() 
       {"cifar", [](const std::string& b) { (void)load_cifar10({as_file(b, ".bin").string()}); }},
       {"safetensors", [](const std::string& b) { (void)load_safetensors(as_file(b, ".safetensors").string()); }},
       {"npy", [](const std::string& b) { (void)load_npy(as_file(b, ".npy").string()); }},
+      {"cuaez", [](const std::string& b) { (void)decode_compressed({b.begin(), b.end()}, "fuzz.cuaez"); }},
       {"config", [](const std::string& b) { (void)parse_config(b, "fuzz.toml"); }},
       {"png", [](const std::string& b) { decode(b, ".png"); }},
       {"jpeg", [](const std::string& b) { decode(b, ".jpg"); }},

@@ -22,6 +22,7 @@ void add_use_commands(CLI::App& app);         // denoise, encode
 void add_anomaly_command(CLI::App& app);      // anomaly
 void add_probe_command(CLI::App& app);        // probe
 void add_inpaint_command(CLI::App& app);      // inpaint
+void add_compress_commands(CLI::App& app);    // compress, decompress
 
 // A number in [lo, hi]: unlike CLI::Range, NaN is refused too.
 CLI::Validator finite_in(double lo, double hi);

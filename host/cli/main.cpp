@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cuae::cli::add_anomaly_command(app);
   cuae::cli::add_probe_command(app);
   cuae::cli::add_inpaint_command(app);
+  cuae::cli::add_compress_commands(app);
   if (argc < 2) {
     std::fputs(app.help().c_str(), stderr);
     return 2;

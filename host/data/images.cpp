@@ -428,7 +428,11 @@ std::string join(const std::string& dir, const std::string& name) {
 
 std::vector<float> decode_image(const std::string& path, const ImageSpec& spec) {
   check_spec(path, spec);
-  const std::vector<unsigned char> data = read_whole_file(path);
+  return decode_image_bytes(read_whole_file(path), path, spec);
+}
+
+std::vector<float> decode_image_bytes(const std::vector<unsigned char>& data, const std::string& path, const ImageSpec& spec) {
+  check_spec(path, spec);
   if (data.empty()) throw Error(path + ": empty file (0 bytes), not an image");
   static const unsigned char kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   Raw raw;

@@ -4,6 +4,7 @@
 #include "cuae/analysis.hpp"
 #include "cuae/anomaly.hpp"
 #include "cuae/autoencoder.hpp"
+#include "cuae/compress.hpp"
 #include "cuae/config.hpp"
 #include "cuae/data.hpp"
 #include "cuae/error.hpp"

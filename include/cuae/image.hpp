@@ -22,6 +22,11 @@ namespace cuae {
 CUAE_API void write_png(const std::string& path, const std::vector<std::uint8_t>& pixels, int width, int height,
                         int channels);
 
+// A baseline JPEG (libjpeg, 4:2:0 chroma for colour) of one image of h×w×channels floats in [0, 1]
+// (channels 1 or 3, channels last) at `quality` 1..100: the whole JFIF file's bytes, headers
+// included.
+CUAE_API std::vector<std::uint8_t> encode_jpeg(const float* pixels, int height, int width, int channels, int quality);
+
 // Tiles images into one PNG: grid_rows x grid_cols cells filled in row-major order, each image
 // h x w with `channels` (1 or 3), `padding` pixels of pad_value between cells and around the
 // border. `images` is [N, H*W*C] rows, channels last (e.g. [N, 784]), or planar [N, C, H, W], float32, on the CPU or CUDA

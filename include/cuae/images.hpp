@@ -50,6 +50,9 @@ struct CUAE_API ImageSpec {
 // message is included; JPEG corrupt-data warnings count as errors), a zero or implausibly large
 // image size.
 CUAE_API std::vector<float> decode_image(const std::string& path, const ImageSpec& spec);
+// The same for an image file's bytes held in memory; `origin` names it in errors.
+CUAE_API std::vector<float> decode_image_bytes(const std::vector<unsigned char>& data, const std::string& origin,
+                                               const ImageSpec& spec);
 
 // The image files under dir, recursively: extensions .png, .jpg, .jpeg in any case; files and
 // folders whose names start with '.' are ignored (e.g. macOS "._x.jpg" metadata files). Sorted by

@@ -121,6 +121,17 @@ PY
   anomaly_without_normal_classes)
     checkpoint
     expect "trained on every class" "$cuae" anomaly --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu ;;
+  decompress_with_another_model)
+    checkpoint
+    "$cuae" compress --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu --out "$tmp/t.cuaez" >/dev/null || exit 1
+    cp -r "$tmp/ck" "$tmp/ck2"
+    "$cuae" train --config "$tmp/c.toml" --device cpu --out "$tmp/ck2" --force --seed 7 >/dev/null 2>&1 || exit 1
+    expect "made by another model" "$cuae" decompress --checkpoint "$tmp/ck2/checkpoint.safetensors" --in "$tmp/t.cuaez" --out "$tmp/d.npy" --device cpu
+    printf 'CUAECODE\x02\x00\x00\x00' >"$tmp/v2.cuaez"
+    expect "format version 2" "$cuae" decompress --checkpoint "$tmp/ck/checkpoint.safetensors" --in "$tmp/v2.cuaez" --out "$tmp/d.npy" --device cpu ;;
+  inpaint_rectangle_outside)
+    checkpoint
+    expect "inside the" "$cuae" inpaint --checkpoint "$tmp/ck/checkpoint.safetensors" --device cpu --rect 0,0,40,2 ;;
   epochs_option_overflows)
     config ""
     expect "--epochs" "$cuae" train --config "$tmp/c.toml" --device cpu --epochs 99999999999999999999 ;;

@@ -96,5 +96,31 @@ for who in ("autoencoder", "pca"):
 print("summary and scores consistent:", {k: v["auroc"] for k, v in rows.items()})
 PY
     done ;;
+  probe_inpaint_compress)
+    printf '[model]\nlayers = [784, 64, 12]\n[train]\nbatch_size = 64\nepochs = 2\nmax_train = 2000\n[data]\nmax_test = 300\n' >"$tmp/p.toml"
+    "$cuae" train --config "$tmp/p.toml" --device cpu --out "$tmp/run" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+    ck="$tmp/run/checkpoint.safetensors"
+    "$cuae" probe --checkpoint "$ck" --device cpu --max-train 3000 --iterations 100 >"$tmp/log" 2>&1 || { echo "FAIL: probe"; cat "$tmp/log"; exit 1; }
+    cat "$tmp/log"
+    for who in "autoencoder codes" "PCA, 12 components" "raw pixels"; do
+      acc=$(grep "^  $who " "$tmp/log" | awk '{print $(NF-2)}')
+      awk -v a="$acc" 'BEGIN {exit !(a > 0.5)}' || { echo "FAIL: $who accuracy \"$acc\" is not far above chance (0.1)"; exit 1; }
+    done
+    "$cuae" inpaint --checkpoint "$ck" --device cpu --mask pixels --fraction 0.5 --iterations 3 >"$tmp/log" 2>&1 || { echo "FAIL: inpaint"; cat "$tmp/log"; exit 1; }
+    cat "$tmp/log"
+    mean=$(grep "mean training image" "$tmp/log" | awk '{print $(NF-2)}')
+    ours=$(grep "autoencoder, 3 iterations" "$tmp/log" | awk '{print $(NF-2)}')
+    awk -v m="$mean" -v o="$ours" 'BEGIN {exit !(o < m)}' || { echo "FAIL: inpainting MSE $ours is not below the mean image's $mean"; exit 1; }
+    [ -s "$tmp/run/inpainted.png" ] || { echo "FAIL: no inpainted.png"; exit 1; }
+    "$cuae" compress --checkpoint "$ck" --device cpu --bits 5 --rate-distortion >"$tmp/log" 2>&1 || { echo "FAIL: compress"; cat "$tmp/log"; exit 1; }
+    cat "$tmp/log"
+    size=$(stat -c %s "$tmp/run/test.cuaez")
+    grep -q "wrote $tmp/run/test.cuaez: $size bytes" "$tmp/log" || { echo "FAIL: the reported size is not the file's ($size)"; exit 1; }
+    for f in rate_distortion.csv rate_distortion.png compression.png; do [ -s "$tmp/run/$f" ] || { echo "FAIL: no $f"; exit 1; }; done
+    "$cuae" decompress --checkpoint "$ck" --in "$tmp/run/test.cuaez" --out "$tmp/d.npy" --png "$tmp/d.png" --device cpu >"$tmp/log" 2>&1 ||
+      { echo "FAIL: decompress"; cat "$tmp/log"; exit 1; }
+    grep -q "300 images of 28×28×1" "$tmp/log" || { echo "FAIL: decompress count"; cat "$tmp/log"; exit 1; }
+    [ "$(stat -c %s "$tmp/d.npy")" -eq $((128 + 300 * 784 * 4)) ] || { echo "FAIL: d.npy size"; exit 1; }
+    [ -s "$tmp/d.png" ] || { echo "FAIL: no d.png"; exit 1; } ;;
   *) echo "unknown case $case_name"; exit 2 ;;
 esac
