@@ -130,7 +130,8 @@ void anomaly(const AnomalyCliOptions& o) {
   std::printf("cuae anomaly: %s trained on %s; scoring %s (%lld images) by %s\n", o.checkpoint.c_str(),
               data.train.name.c_str(), test.name.c_str(), static_cast<long long>(test.size()), o.score.c_str());
   std::fflush(stdout);
-  Detector model{"autoencoder", {}, {}, {}}, pca{"PCA, " + std::to_string(k) + " components", {}, {}, {}};
+  const bool bound = opt.score == AnomalyScore::Elbo || opt.score == AnomalyScore::IwBound;
+  Detector model{"autoencoder", {}, {}, {}}, pca{"PCA, " + std::to_string(k) + " components" + (bound ? " (mse)" : ""), {}, {}, {}};
   const Tensor codes = opt.score == AnomalyScore::CodeKnn ? ae.encode(train) : Tensor();
   model.test = anomaly_scores(ae, test.images, opt, codes);
   if (split.validation > 0) model.heldout = anomaly_scores(ae, heldout, opt, codes);
