@@ -161,7 +161,7 @@ void compress(const CompressOptions& o) {
   std::vector<Series> curves;
   for (const Point& p : points) {
     std::printf("  %-18s %-12s %12.4f %10.2f %8.4f\n", p.method.c_str(), p.setting.c_str(), p.bpp, p.psnr, p.ssim);
-    csv << p.method << ',' << p.setting << ',' << p.bytes << ',' << p.bpp << ',' << p.psnr << ',' << p.ssim << '\n';
+    csv << '"' << p.method << "\",\"" << p.setting << "\"," << p.bytes << ',' << p.bpp << ',' << p.psnr << ',' << p.ssim << '\n';
     if (curves.empty() || curves.back().name != p.method) curves.push_back({p.method, {}, {}});
     curves.back().x.push_back(p.bpp);
     curves.back().y.push_back(p.psnr);
