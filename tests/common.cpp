@@ -1,4 +1,7 @@
+#include <filesystem>
 #include "common.hpp"
+
+#include "cuae/config.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -218,6 +221,20 @@ std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max_count, st
   all.resize(max_count);
   std::sort(all.begin(), all.end());
   return all;
+}
+
+bool have_fashion_mnist() {
+  return std::filesystem::exists(std::filesystem::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz");
+}
+
+Config small_dense_config(const std::vector<std::int64_t>& layers, int epochs, double lr) {
+  std::ostringstream toml;
+  toml << "[model]\nlayers = [";
+  for (std::size_t i = 0; i < layers.size(); ++i) toml << (i ? ", " : "") << layers[i];
+  toml << "]\nactivation = \"relu\"\ncode_activation = \"identity\"\noutput_activation = \"sigmoid\"\n"
+       << "[loss]\ntype = \"bce\"\nreduction = \"sum\"\n[optimizer]\nlr = " << lr << "\n"
+       << "[train]\nbatch_size = 64\nepochs = " << epochs << "\nseed = 1\ndevice = \"cpu\"\n";
+  return parse_config(toml.str(), "small_dense_config");
 }
 
 }  // namespace cuae::test

@@ -28,6 +28,10 @@
 #include "cuae/tensor.hpp"
 #include "host/runtime/backend.hpp"
 
+namespace cuae {
+struct Config;  // cuae/config.hpp (not included here: its enums share names with the kernels')
+}
+
 namespace cuae::test {
 
 inline constexpr const char* kNoGpuReason = "no CUDA device: CUDA test skipped, not run";
@@ -146,6 +150,12 @@ GradCheckResult check_gradient(const std::function<double()>& f, std::vector<dou
 
 // Up to max_count distinct indices of [0, n) (all of them when n <= max_count), sorted.
 std::vector<std::size_t> sample_indices(std::size_t n, std::size_t max_count, std::uint32_t seed);
+
+// Fashion-MNIST is where DataConfig looks for it (the Debian package dataset-fashion-mnist).
+bool have_fashion_mnist();
+// A small dense autoencoder for real-data tests, on the CPU: ReLU hidden layers, a linear code, a
+// sigmoid output trained with BCE per image, Adam at lr, batch 64, seed 1.
+Config small_dense_config(const std::vector<std::int64_t>& layers, int epochs, double lr = 2e-3);
 
 // f must throw cuae::Error whose message contains `part`.
 template <class F>

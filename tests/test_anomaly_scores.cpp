@@ -136,31 +136,11 @@ TEST(AnomalyScores, ReportChoosesTheThresholdOnHeldOutScores) {
   EXPECT_FALSE(anomaly_report(scores, anomalous, {}, 0.1).has_threshold);
 }
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 // T-shirts normal, pullovers anomalous (a hard pair: similar silhouettes), on the CPU.
 TEST(AnomalyScores, OneClassModelBeatsRandomWeightsAndStaysNearPca) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
-  const Config cfg = parse_config(R"(
-[model]
-layers = [784, 128, 16]
-activation = "relu"
-code_activation = "identity"
-output_activation = "sigmoid"
-[loss]
-type = "bce"
-reduction = "sum"
-[optimizer]
-lr = 2e-3
-[train]
-batch_size = 64
-epochs = 8
-seed = 1
-device = "cpu"
-[data]
-classes = [0]
-)",
-                                  "one-class");
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  Config cfg = test::small_dense_config({784, 128, 16}, 8);
+  cfg.data.classes = {0};
   const Dataset train = select_classes(load_fashion_mnist(cfg.data.dir, true), {0}, 0.0, 1);
   const Dataset test = select_classes(load_fashion_mnist(cfg.data.dir, false), {0, 2}, 0.0, 1);
   std::vector<bool> anomalous;

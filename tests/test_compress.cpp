@@ -135,28 +135,9 @@ TEST(Compress, JpegEncodesWhatDecodesBack) {
   expect_error_contains([&] { encode_jpeg(px.data(), 20, 13, 2, 50); }, "1 or 3 channels");
 }
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 TEST(Compress, TrainedModelFileDecodesToTheReportedQualityAbovePca) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
-  const Config cfg = parse_config(R"(
-[model]
-layers = [784, 256, 16]
-activation = "relu"
-code_activation = "identity"
-output_activation = "sigmoid"
-[loss]
-type = "bce"
-reduction = "sum"
-[optimizer]
-lr = 2e-3
-[train]
-batch_size = 64
-epochs = 10
-seed = 1
-device = "cpu"
-)",
-                                  "compress");
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  const Config cfg = test::small_dense_config({784, 256, 16}, 10);
   const Dataset train = subset(load_fashion_mnist(cfg.data.dir, true), 0, 10000);
   const Dataset test = subset(load_fashion_mnist(cfg.data.dir, false), 0, 500);
   Autoencoder ae(cfg, Device::CPU);

@@ -90,28 +90,9 @@ TEST(Inpaint, KeepsKnownPixelsAndFillsTheRest) {
   EXPECT_NEAR(e.psnr, 10.0 * std::log10(1.0 / e.mse), 1e-9);
 }
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 TEST(Inpaint, TrainedModelBeatsTheMeanImageOnARectangle) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
-  const Config cfg = parse_config(R"(
-[model]
-layers = [784, 256, 32]
-activation = "relu"
-code_activation = "identity"
-output_activation = "sigmoid"
-[loss]
-type = "bce"
-reduction = "sum"
-[optimizer]
-lr = 2e-3
-[train]
-batch_size = 64
-epochs = 3
-seed = 1
-device = "cpu"
-)",
-                                  "inpaint");
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  const Config cfg = test::small_dense_config({784, 256, 32}, 3);
   const Dataset train = subset(load_fashion_mnist(cfg.data.dir, true), 0, 6000);
   const Dataset test = subset(load_fashion_mnist(cfg.data.dir, false), 0, 500);
   Autoencoder ae(cfg, Device::CPU);

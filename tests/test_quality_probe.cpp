@@ -75,28 +75,9 @@ TEST(Probe, LogisticRegressionAndKnnSeparateBlobs) {
   expect_error_contains([&] { accuracy({1}, {1, 2}); }, "1 predictions for 2 labels");
 }
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 TEST(Probe, TrainedCodesPredictFashionMnistFarAboveChance) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
-  const Config cfg = parse_config(R"(
-[model]
-layers = [784, 128, 16]
-activation = "relu"
-code_activation = "identity"
-output_activation = "sigmoid"
-[loss]
-type = "bce"
-reduction = "sum"
-[optimizer]
-lr = 2e-3
-[train]
-batch_size = 64
-epochs = 3
-seed = 1
-device = "cpu"
-)",
-                                  "probe");
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  const Config cfg = test::small_dense_config({784, 128, 16}, 3);
   const Dataset train = subset(load_fashion_mnist(cfg.data.dir, true), 0, 4000);
   const Dataset test = subset(load_fashion_mnist(cfg.data.dir, false), 0, 1000);
   Autoencoder ae(cfg, Device::CPU);

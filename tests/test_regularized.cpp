@@ -29,10 +29,8 @@ namespace fs = std::filesystem;
 namespace cuae {
 namespace {
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 #define SKIP_WITHOUT_DATA() \
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)"
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)"
 
 const Dataset& train_set() {
   static const Dataset d = subset(load_fashion_mnist(DataConfig{}.dir, true), 0, 5000);

@@ -18,8 +18,6 @@ namespace fs = std::filesystem;
 namespace cuae {
 namespace {
 
-bool have_fashion_mnist() { return fs::exists(fs::path(DataConfig{}.dir) / "train-images-idx3-ubyte.gz"); }
-
 Config small_config() {
   Config c = parse_config(R"(
 [model]
@@ -45,7 +43,7 @@ max_train = 12000
 }
 
 TEST(Train, SmallAutoencoderBeatsPcaOnFashionMnist) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
   const Config cfg = small_config();
   const Dataset train_all = load_fashion_mnist(cfg.data.dir, true);
   const Dataset train = subset(train_all, 0, cfg.train.max_train);
@@ -84,7 +82,7 @@ TEST(Train, SmallAutoencoderBeatsPcaOnFashionMnist) {
 }
 
 TEST(Train, SameSeedSameRun) {
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
   Config cfg = small_config();
   cfg.train.epochs = 1;
   cfg.train.max_train = 1024;
@@ -107,7 +105,7 @@ TEST(Train, SameSeedSameRun) {
 // an epoch trained on the next epoch's order, would not.
 TEST(Train, CudaFollowsCpuOnFashionMnist) {
   CUAE_SKIP_WITHOUT_GPU();
-  if (!have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
+  if (!test::have_fashion_mnist()) GTEST_SKIP() << "Fashion-MNIST not installed (Debian package dataset-fashion-mnist)";
   Config cfg = small_config();
   cfg.model.activation = Activation::Sigmoid;
   cfg.train.epochs = 3;

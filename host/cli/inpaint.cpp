@@ -1,6 +1,7 @@
 // cuae inpaint: masks the test images, fills the missing pixels by projection with the model, and
 // reports the error on those pixels beside two baselines run the same way: the mean training image
 // and PCA (as many components as the code, fitted on the images the model trained on).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -15,7 +16,7 @@ namespace cuae::cli {
 namespace {
 
 struct InpaintCliOptions {
-  std::string checkpoint, device = "auto", mask = "rect", mask_file, out;
+  std::string checkpoint, device = "auto", mask = "rect", mask_file, out, fill = "mean";
   std::vector<int> rect;
   float fraction = 0.25f;
   int iterations = 10;
@@ -45,6 +46,13 @@ void inpaint_command(CLI::App* cmd, const InpaintCliOptions& o) {
     for (std::int64_t i = 0; i < train.dim(0); ++i) s += train.f32()[i * d + j];
     mean.f32()[j] = static_cast<float>(s / static_cast<double>(train.dim(0)));
   }
+  // The model's starting fill: the mean image, or zeros (what a model trained with mask noise saw
+  // in place of missing pixels). The mean-image baseline is the mean image either way.
+  Tensor start = mean;
+  if (o.fill == "zero") {
+    start = Tensor({d});
+    std::fill(start.f32(), start.f32() + d, 0.0f);
+  }
   const auto model = [&](const Tensor& x) { return ae.reconstruct(x); };
   const std::string what = mo.kind == MaskKind::Pixels ? std::to_string(o.fraction).substr(0, 4) + " of the pixels dropped"
                            : mo.kind == MaskKind::File ? "the mask " + o.mask_file
@@ -60,14 +68,15 @@ void inpaint_command(CLI::App* cmd, const InpaintCliOptions& o) {
     std::fflush(stdout);
   };
   report("mean training image", inpaint([](const Tensor& x) { return x; }, test.images, masks, mean, 1));
-  report("autoencoder, one pass", inpaint(model, test.images, masks, mean, 1));
-  const Tensor filled = inpaint(model, test.images, masks, mean, o.iterations);
-  report("autoencoder, " + count(o.iterations, "iteration", "iterations"), filled);
+  const Tensor once = inpaint(model, test.images, masks, start, 1);
+  report("autoencoder, one pass", once);
+  const Tensor filled = o.iterations == 1 ? once : inpaint(model, test.images, masks, start, o.iterations);
+  if (o.iterations > 1) report("autoencoder, " + count(o.iterations, "iteration", "iterations"), filled);
   const int k = static_cast<int>(cfg.model.layers.back());
   Tensor pca_filled;
   if (k < d) {
     const Pca p = fit_pca(train, k);
-    pca_filled = inpaint([&](const Tensor& x) { return pca_reconstruct(p, x); }, test.images, masks, mean, o.iterations);
+    pca_filled = inpaint([&](const Tensor& x) { return pca_reconstruct(p, x); }, test.images, masks, start, o.iterations);
     report("PCA-" + std::to_string(k) + ", " + count(o.iterations, "iteration", "iterations"), pca_filled);
   }
   const std::string out = o.out.empty() ? (fs::path(o.checkpoint).parent_path() / "inpainted.png").string() : o.out;
@@ -88,7 +97,7 @@ void add_inpaint_command(CLI::App& app) {
   auto o = std::make_shared<InpaintCliOptions>();
   CLI::App* c = app.add_subcommand("inpaint", "fill masked pixels of the test images, beside the mean image and PCA");
   c->footer(
-      "Masks each test image, fills the missing pixels by projection (start from the mean training image, reconstruct, "
+      "Masks each test image, fills the missing pixels by projection (start from the mean training image or --fill zero, reconstruct, "
       "put the known pixels back, repeat) and reports MSE and PSNR on the missing pixels, beside the mean training "
       "image and PCA with as many components as the code, iterated alike. Writes a PNG grid.");
   c->add_option("--checkpoint", o->checkpoint, "the checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
@@ -99,6 +108,9 @@ void add_inpaint_command(CLI::App& app) {
       ->check(finite_in(0.001, 0.999));
   c->add_option("--rect", o->rect, "rect: TOP,LEFT,HEIGHT,WIDTH of the same rectangle on every image")->delimiter(',')->expected(4);
   c->add_option("--mask-file", o->mask_file, "a PNG or JPEG the images' size: dark pixels are missing")->check(CLI::ExistingFile);
+  c->add_option("--fill", o->fill, "the missing pixels' starting value for the model and PCA: the mean training image, or 0 "
+                                   "(as mask noise in training)")
+      ->check(CLI::IsMember({"mean", "zero"}));
   c->add_option("--iterations", o->iterations, "projection iterations (1: a single pass)")->check(CLI::Range(1, 1000));
   c->add_option("--seed", o->seed, "the masks' seed");
   c->add_option("--out", o->out, "the PNG to write (default: inpainted.png beside the checkpoint)");
