@@ -8,6 +8,7 @@
 #   bench/anomaly/one_class.sh [CONFIG] [SCORES]   (defaults: configs/anomaly/dense.toml, "mse")
 #   e.g. bench/anomaly/one_class.sh configs/anomaly/vae.toml "mse elbo"
 #   CUAE=build/cuae OUT=runs/one-class DEVICE=auto EPOCHS=   (through the environment)
+#   SET="data.contamination=0.1"   (more --set overrides for training, space-separated)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 config=${1:-configs/anomaly/dense.toml}
@@ -19,6 +20,7 @@ names=("T-shirt/top" "Trouser" "Pullover" "Dress" "Coat" "Sandal" "Shirt" "Sneak
 mkdir -p "$out"
 extra=()
 if [[ -n "${EPOCHS:-}" ]]; then extra+=(--epochs "$EPOCHS"); fi
+for kv in ${SET:-}; do extra+=(--set "$kv"); done
 rows="$out/rows.csv"  # class,score,autoencoder,pca
 : >"$rows"
 for c in 0 1 2 3 4 5 6 7 8 9; do
@@ -48,5 +50,5 @@ awk -F, -v scores="${scores[*]}" -v names="$(IFS=,; echo "${names[*]}")" '
     printf "| mean |"; for (i = 1; i <= ns; i++) printf " **%.4f** |", m[i] / 10; printf " %.4f |\n\n", mp / 10
     for (i = 1; i <= ns; i++) printf "Autoencoder with the %s score ahead of PCA on %d of 10 classes.\n", S[i], w[i]
   }' "$rows" >"$out/table.md"
-echo "config $config; $("$cuae" version | head -1)" >>"$out/table.md"
+echo "config $config${SET:+, --set $SET}; $("$cuae" version | head -1)" >>"$out/table.md"
 cat "$out/table.md"

@@ -104,10 +104,34 @@ void write_figures(const fs::path& dir, const Dataset& test, const std::vector<b
                       test.cols, test.channels);
 }
 
+// Which test images are anomalies: those of a class the model was not trained on. Labelled sets
+// compare class indices with [data] classes. Image folders compare class names (sub-folders), as
+// the training and test folders may hold different sets of them: the normal classes are the
+// training folder's (those of [data] classes, or all of them: a folder of normal images).
+std::vector<bool> anomalous_test_images(const Config& cfg, const Dataset& test) {
+  std::vector<bool> anomalous(static_cast<std::size_t>(test.size()));
+  if (cfg.data.dataset != DatasetKind::Images) {
+    const std::set<std::int64_t> normal(cfg.data.classes.begin(), cfg.data.classes.end());
+    for (std::int64_t i = 0; i < test.size(); ++i)
+      anomalous[static_cast<std::size_t>(i)] = !normal.count(static_cast<std::int64_t>(test.labels.f32()[i]));
+    return anomalous;
+  }
+  const std::vector<std::string> train_names = image_folder_classes(cfg.data.train_dir);
+  const std::vector<std::string> test_names = image_folder_classes(cfg.data.test_dir);
+  std::set<std::string> normal;
+  for (std::size_t k = 0; k < train_names.size(); ++k)
+    if (cfg.data.classes.empty() || std::count(cfg.data.classes.begin(), cfg.data.classes.end(), static_cast<int>(k)))
+      normal.insert(train_names[k]);
+  for (std::int64_t i = 0; i < test.size(); ++i)
+    anomalous[static_cast<std::size_t>(i)] = !normal.count(test_names[static_cast<std::size_t>(test.labels.f32()[i])]);
+  return anomalous;
+}
+
 void anomaly(const AnomalyCliOptions& o) {
   Autoencoder ae = Autoencoder::load(o.checkpoint, resolve_device(o.device));
   const Config& cfg = ae.config();
-  if (cfg.data.classes.empty())
+  const bool folders = cfg.data.dataset == DatasetKind::Images;
+  if (cfg.data.classes.empty() && !folders)
     throw Error("cuae anomaly: " + o.checkpoint +
                 " was trained on every class; train the detector on its normal classes ([data] classes = [...])");
   AnomalyOptions opt;
@@ -121,10 +145,7 @@ void anomaly(const AnomalyCliOptions& o) {
   const TrainSplit split = training_split(cfg.train, data.train.size());
   const Tensor train = data.train.images.rows(0, split.train);
   const Tensor heldout = data.train.images.rows(split.train, split.train + split.validation);
-  const std::set<std::int64_t> normal(cfg.data.classes.begin(), cfg.data.classes.end());
-  std::vector<bool> anomalous(static_cast<std::size_t>(test.size()));
-  for (std::int64_t i = 0; i < test.size(); ++i)
-    anomalous[static_cast<std::size_t>(i)] = !normal.count(static_cast<std::int64_t>(test.labels.f32()[i]));
+  const std::vector<bool> anomalous = anomalous_test_images(cfg, test);
 
   const int k = static_cast<int>(cfg.model.layers.back());
   std::printf("cuae anomaly: %s trained on %s; scoring %s (%lld images) by %s\n", o.checkpoint.c_str(),
@@ -181,8 +202,8 @@ void add_anomaly_command(CLI::App& app) {
   auto o = std::make_shared<AnomalyCliOptions>();
   CLI::App* c = app.add_subcommand("anomaly", "score test images as normal or anomalous, beside PCA");
   c->footer(
-      "The model must have been trained on its normal classes ([data] classes = [...]); the test set's other classes "
-      "are the anomalies. Prints AUROC, AUPRC and, with a validation split, the threshold for --fpr chosen on the "
+      "The model must have been trained on its normal classes ([data] classes = [...], or for image folders a "
+      "training folder of normal images); the test set's other classes (sub-folders) are the anomalies. Prints AUROC, AUPRC and, with a validation split, the threshold for --fpr chosen on the "
       "held-out normal images, with the recall and false-positive rate it gives on the test set; the same for PCA with "
       "as many components as the code. Writes scores.csv, summary.csv, roc.png, histogram.png and extremes.png.");
   c->add_option("--checkpoint", o->checkpoint, "the checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);

@@ -96,6 +96,18 @@ for who in ("autoencoder", "pca"):
 print("summary and scores consistent:", {k: v["auroc"] for k, v in rows.items()})
 PY
     done ;;
+  anomaly_image_folder)
+    # A training folder of normal images (red only); the test folder holds red and blue.
+    rgb_folders
+    rm -r "$tmp/train/blue"
+    printf '[model]\nlayers = [192, 16, 4]\n[train]\nbatch_size = 8\nepochs = 20\nvalidation = 0.25\n' >"$tmp/c.toml"
+    printf '[data]\ndataset = "images"\ntrain_dir = "%s/train"\ntest_dir = "%s/test"\nimage_size = [3, 8, 8]\n' "$tmp" "$tmp" >>"$tmp/c.toml"
+    "$cuae" train --config "$tmp/c.toml" --device cpu --out "$tmp/run" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+    "$cuae" anomaly --checkpoint "$tmp/run/checkpoint.safetensors" --device cpu >"$tmp/log" 2>&1 || { echo "FAIL: anomaly"; cat "$tmp/log"; exit 1; }
+    cat "$tmp/log"
+    grep -q "8 normal test images, 8 anomalous" "$tmp/log" || { echo "FAIL: red is normal, blue anomalous"; exit 1; }
+    auc=$(awk -F, '$1 == "autoencoder" {print $3}' "$tmp/run/anomaly/summary.csv")
+    awk -v a="$auc" 'BEGIN {exit !(a > 0.9)}' || { echo "FAIL: AUROC $auc on colours a model of red tells apart"; exit 1; } ;;
   probe_inpaint_compress)
     printf '[model]\nlayers = [784, 64, 12]\n[train]\nbatch_size = 64\nepochs = 2\nmax_train = 2000\n[data]\nmax_test = 300\n' >"$tmp/p.toml"
     "$cuae" train --config "$tmp/p.toml" --device cpu --out "$tmp/run" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
