@@ -1,4 +1,5 @@
-// Fills the two op tables from the one X-macro list; a missing or mis-typed op fails to link/compile.
+// Fills the CPU op table from the one X-macro list (the CUDA table: kernels/cuda/op_table.cu); a
+// missing or mis-typed op fails to link/compile.
 #include "kernels/ops.hpp"
 
 namespace cuae::kern {
@@ -10,12 +11,7 @@ const OpTable& cpu_ops() {
   return t;
 }
 
-const OpTable& cuda_ops() {
-#define CUAE_OP_ENTRY(name, A) &cuda::name,
-  static const OpTable t{CUAE_OP_TABLE(CUAE_OP_ENTRY)};
-#undef CUAE_OP_ENTRY
-  return t;
-}
+// cuda_ops() is filled in kernels/cuda/op_table.cu (a build without CUDA has none).
 
 const char* act_name(Act a) {
   switch (a) {

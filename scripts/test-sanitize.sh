@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The test suite under AddressSanitizer and UBSan: builds the "sanitize" preset (the host code
-# instrumented; CUDA kernels compiled as usual, and their tests skipped without a GPU) into
-# build-sanitize/ and runs every test there. Any sanitizer report fails its test.
+# The test suite under AddressSanitizer and UBSan, in the CPU-only configuration: builds the
+# "sanitize" preset (CUAE_CUDA=OFF: no CUDA toolkit used, the CUDA backend reports itself
+# unavailable and its tests are skipped; the engine code instrumented) into build-sanitize/ and
+# runs every test there. Any sanitizer report fails its test. With scripts/test.sh's CUDA build,
+# CI covers both configurations.
 #   scripts/test-sanitize.sh [ctest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-export PATH="${CUDA_HOME:-/usr/local/cuda}/bin:$PATH"
 if [ ! -f build-sanitize/CMakeCache.txt ]; then
   cmake --preset sanitize
 fi

@@ -4,7 +4,9 @@
 // a GPU; the rest run everywhere.
 #include <gtest/gtest.h>
 
+#if CUAE_WITH_CUDA
 #include <cuda_runtime.h>
+#endif
 
 #include <cstdint>
 #include <string>
@@ -13,8 +15,10 @@
 #include "common.hpp"
 #include "cuae/tensor.hpp"
 #include "host/runtime/backend.hpp"
+#if CUAE_WITH_CUDA
 #include "kernels/cuda/cudnn_handle.hpp"
 #include "kernels/cuda/gemm.cuh"
+#endif
 #include "kernels/ops.hpp"
 
 namespace cuae {
@@ -22,18 +26,31 @@ namespace {
 
 using test::DeviceBuffer;
 
+// The CUDA libraries' own rules, checked without a GPU, where the build has them.
+#if CUAE_WITH_CUDA
+#define CUAE_SKIP_WITHOUT_CUDA_BUILD()
+#else
+#define CUAE_SKIP_WITHOUT_CUDA_BUILD() GTEST_SKIP() << "cuae was built without CUDA (CUAE_CUDA=OFF)"
+#endif
+
 // ---- cuDNN loading (no GPU needed) ----------------------------------------------------------
 
 TEST(CudnnLoading, AMissingLibraryIsNamedWithTheReason) {
+  CUAE_SKIP_WITHOUT_CUDA_BUILD();
+#if CUAE_WITH_CUDA
   const std::string problem = kern::cuda::cudnn_load_problem({"libcudnn_graph.so.9", "libcudnn_no_such_engine.so.9"});
   EXPECT_NE(problem.find("libcudnn_no_such_engine.so.9"), std::string::npos) << problem;
   EXPECT_NE(problem.find("cannot be loaded"), std::string::npos) << problem;
+#endif
 }
 
 TEST(CudnnLoading, TheBuildsCudnnHasItsEngineLibraries) {
+  CUAE_SKIP_WITHOUT_CUDA_BUILD();
+#if CUAE_WITH_CUDA
   // The build links cuDNN 9, so the libraries its loader opens must be there too; a machine where
   // this fails would abort at the first convolution without the check in cudnn_handle.
   EXPECT_EQ(kern::cuda::cudnn_load_problem(kern::cuda::cudnn_engine_libraries()), "");
+#endif
 }
 
 TEST(CudaStatus, AvailabilityAndItsReasonAgree) {
@@ -43,6 +60,8 @@ TEST(CudaStatus, AvailabilityAndItsReasonAgree) {
 // ---- cuBLASLt's bias rule (no GPU needed) -----------------------------------------------------
 
 TEST(GemmBias, EpilogueOnlyForSixteenByteAlignedBiases) {
+  CUAE_SKIP_WITHOUT_CUDA_BUILD();
+#if CUAE_WITH_CUDA
   alignas(256) float buf[64] = {};
   EXPECT_TRUE(kern::cuda::blas::bias_epilogue_allowed(buf));
   EXPECT_TRUE(kern::cuda::blas::bias_epilogue_allowed(buf + 4));
@@ -52,6 +71,7 @@ TEST(GemmBias, EpilogueOnlyForSixteenByteAlignedBiases) {
   EXPECT_FALSE(kern::cuda::blas::bias_epilogue_allowed(buf + 2));
   EXPECT_FALSE(kern::cuda::blas::bias_epilogue_allowed(buf + 3));
   EXPECT_FALSE(kern::cuda::blas::bias_epilogue_allowed(nullptr));
+#endif
 }
 
 // ---- the CUDA backend -------------------------------------------------------------------------
@@ -91,11 +111,13 @@ TEST(BackendCuda, MakesCudnnOnlyAtTheFirstConvolution) {
 TEST(BackendCuda, ContextCarriesTheDevicesProperties) {
   CUAE_SKIP_WITHOUT_GPU();
   Backend be(Device::CUDA);
+#if CUAE_WITH_CUDA
   int dev = -1, sms = 0;
   ASSERT_EQ(cudaGetDevice(&dev), cudaSuccess);
   ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), cudaSuccess);
   EXPECT_EQ(be.ctx().device, dev);
   EXPECT_EQ(be.ctx().sm_count, sms);
+#endif
 }
 
 TEST(BackendCuda, AContextNotMadeByABackendIsAnError) {

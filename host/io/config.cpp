@@ -487,7 +487,8 @@ int encoder_layer_index(const ModelConfig& model, const std::string& layer, cons
 Device resolve_device(const std::string& device) {
   if (device == "cpu") return Device::CPU;
   if (device == "cuda") {
-    if (!cuda_available()) throw Error("device = \"cuda\" but no usable CUDA device is present (use \"auto\" or \"cpu\")");
+    if (!cuda_available())
+      throw Error("device = \"cuda\" but no usable CUDA device is present (" + cuda_unavailable_reason() + "; use \"auto\" or \"cpu\")");
     return Device::CUDA;
   }
   if (device == "auto") return cuda_available() ? Device::CUDA : Device::CPU;

@@ -1,4 +1,6 @@
-#include "host/runtime/check.hpp"
+// fail_at: the thrower behind CUAE_CHECK (cuae/error.hpp); the CUDA, cuBLAS and cuDNN status
+// checks' throwers are in host/runtime/cuda/check.cpp.
+#include "cuae/error.hpp"
 
 #include <sstream>
 
@@ -10,21 +12,4 @@ void fail_at(const char* file, int line, const std::string& message) {
   throw Error(os.str());
 }
 
-namespace detail {
-
-void fail_cuda(cudaError_t e, const char* expr, const char* file, int line) {
-  fail_at(file, line, std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) +
-                          ") in " + expr);
-}
-
-void fail_cublas(cublasStatus_t s, const char* expr, const char* file, int line) {
-  fail_at(file, line, std::string("cuBLAS error ") + cublasGetStatusName(s) + " (" +
-                          cublasGetStatusString(s) + ") in " + expr);
-}
-
-void fail_cudnn(cudnnStatus_t s, const char* expr, const char* file, int line) {
-  fail_at(file, line, std::string("cuDNN error ") + cudnnGetErrorString(s) + " in " + expr);
-}
-
-}  // namespace detail
 }  // namespace cuae

@@ -2,7 +2,6 @@
 // lines and benchmark headers: a figure means little without them) and each device's free memory
 // (checked before a run allocates).
 #include <cblas.h>
-#include <cuda_runtime.h>
 #include <omp.h>
 
 #include <cstdio>
@@ -10,6 +9,7 @@
 #include <string>
 
 #include "cuae/tensor.hpp"
+#include "host/runtime/cuda_rt.hpp"
 
 namespace cuae {
 
@@ -24,15 +24,7 @@ std::string cpu_backend_description() {
 }
 
 std::size_t available_memory(Device device) {
-  if (device == Device::CUDA) {
-    if (!cuda_available()) return 0;
-    std::size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return free;
-  }
+  if (device == Device::CUDA) return cuda_available() ? cuda_rt::free_memory() : 0;
   // The kernel's estimate of memory available without swapping.
   std::ifstream meminfo("/proc/meminfo");
   std::string line;

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <sstream>
 
-#include "host/runtime/check.hpp"
+#include "host/runtime/cuda_rt.hpp"
 
 namespace cuae {
 
@@ -38,11 +38,7 @@ std::int64_t shape_numel(const Shape& s) {
 
 void* alloc_host_buffer(std::size_t bytes, Device device) {
   if (bytes == 0) return nullptr;
-  if (device == Device::CUDA) {
-    void* p = nullptr;
-    CUAE_CUDA_CHECK(cudaMallocHost(&p, bytes));
-    return p;
-  }
+  if (device == Device::CUDA) return cuda_rt::malloc_host(bytes);
   void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
   if (!p) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
   return p;
@@ -50,33 +46,13 @@ void* alloc_host_buffer(std::size_t bytes, Device device) {
 
 void free_host_buffer(void* p, Device device) {
   if (!p) return;
-  if (device == Device::CUDA) cudaFreeHost(p);
+  if (device == Device::CUDA) cuda_rt::free_host(p);
   else std::free(p);
 }
 
-namespace {
-// "" when a CUDA device is usable, else why not (asked of the runtime once per process).
-const std::string& cuda_status() {
-  static const std::string status = []() -> std::string {
-    int n = 0;
-    const cudaError_t e = cudaGetDeviceCount(&n);
-    if (e == cudaSuccess) return n > 0 ? std::string() : std::string("no CUDA device is present");
-    cudaGetLastError();
-    int driver = 0, runtime = 0;
-    cudaDriverGetVersion(&driver);
-    cudaRuntimeGetVersion(&runtime);
-    auto ver = [](int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); };
-    if (driver == 0) return "no NVIDIA driver on this machine (" + std::string(cudaGetErrorString(e)) + ")";
-    return std::string(cudaGetErrorString(e)) + " (the driver supports CUDA " + ver(driver) +
-           ", cuae's runtime is CUDA " + ver(runtime) + ")";
-  }();
-  return status;
-}
-}  // namespace
+bool cuda_available() { return cuda_rt::status().empty(); }
 
-bool cuda_available() { return cuda_status().empty(); }
-
-std::string cuda_unavailable_reason() { return cuda_status(); }
+std::string cuda_unavailable_reason() { return cuda_rt::status(); }
 
 namespace {
 std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
@@ -86,27 +62,18 @@ std::shared_ptr<void> allocate(std::size_t bytes, Device device) {
     if (!p) throw Error("out of host memory allocating " + std::to_string(bytes) + " bytes");
     return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   }
-  if (!cuda_available()) throw Error("cannot allocate a CUDA tensor: no usable CUDA device");
-  void* p = nullptr;
-  CUAE_CUDA_CHECK(cudaMalloc(&p, bytes));
-  return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  if (!cuda_available()) throw Error("cannot allocate a CUDA tensor: " + cuda_unavailable_reason());
+  return std::shared_ptr<void>(cuda_rt::malloc_device(bytes), [](void* q) { cuda_rt::free_device(q); });
 }
 
-// A copy or fill that touches a CUDA tensor runs between two device-wide synchronisations. The
-// backends' streams are non-blocking (they never wait for the legacy default stream that
-// cudaMemcpy/cudaMemset use, nor it for them), so without the first a read could overtake the
-// step still writing the memory (or a write the step still reading it), and without the second a
-// pageable host-to-device copy may return before its data has landed.
-template <class F>
-void ordered_with_device(F&& f) {
-  CUAE_CUDA_CHECK(cudaDeviceSynchronize());
-  f();
-  CUAE_CUDA_CHECK(cudaDeviceSynchronize());
-}
-
-cudaMemcpyKind kind_of(Device dst, Device src) {
-  if (dst == Device::CPU) return src == Device::CPU ? cudaMemcpyHostToHost : cudaMemcpyDeviceToHost;
-  return src == Device::CPU ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice;
+// A copy or fill that touches a CUDA tensor runs between two device-wide synchronisations
+// (cuda_rt::copy_ordered). The backends' streams are non-blocking (they never wait for the legacy
+// default stream that cudaMemcpy/cudaMemset use, nor it for them), so without the first a read
+// could overtake the step still writing the memory (or a write the step still reading it), and
+// without the second a pageable host-to-device copy may return before its data has landed.
+cuda_rt::Copy kind_of(Device dst, Device src) {
+  if (dst == Device::CPU) return src == Device::CPU ? cuda_rt::Copy::HostToHost : cuda_rt::Copy::DeviceToHost;
+  return src == Device::CPU ? cuda_rt::Copy::HostToDevice : cuda_rt::Copy::DeviceToDevice;
 }
 }  // namespace
 
@@ -130,7 +97,7 @@ Tensor Tensor::zeros(Shape shape, Device device) {
   Tensor t(std::move(shape), DType::F32, device);
   if (t.nbytes() == 0) return t;
   if (device == Device::CPU) std::memset(t.data_, 0, t.nbytes());
-  else ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemset(t.data_, 0, t.nbytes())); });
+  else cuda_rt::zero_ordered(t.data_, t.nbytes());
   return t;
 }
 
@@ -167,7 +134,7 @@ void Tensor::copy_from(const Tensor& src) {
     std::memcpy(data_, src.data_, nbytes());
     return;
   }
-  ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemcpy(data_, src.data_, nbytes(), kind_of(device_, src.device_))); });
+  cuda_rt::copy_ordered(data_, src.data_, nbytes(), kind_of(device_, src.device_));
 }
 
 Tensor Tensor::reshape(Shape shape) const {
@@ -192,7 +159,7 @@ std::vector<float> Tensor::values() const {
   std::vector<float> v(static_cast<std::size_t>(numel()));
   if (v.empty()) return v;
   if (device_ == Device::CPU) std::memcpy(v.data(), data_, nbytes());
-  else ordered_with_device([&] { CUAE_CUDA_CHECK(cudaMemcpy(v.data(), data_, nbytes(), cudaMemcpyDeviceToHost)); });
+  else cuda_rt::copy_ordered(v.data(), data_, nbytes(), cuda_rt::Copy::DeviceToHost);
   return v;
 }
 

@@ -70,7 +70,7 @@ nvcc=$(cache CMAKE_CUDA_COMPILER)
 [ "$build_type" = Release ] || { echo "build-bundle: $obj is a '$build_type' build; the GPU runs need Release (preset release)" >&2; exit 2; }
 case ";$arch;" in *";90;"*|*";90a;"*|*";90-real;"*|*";90a-real;"*) ;;
   *) echo "build-bundle: $obj compiles for CUDA architectures '$arch', not sm_90" >&2; exit 2 ;; esac
-for opt in CUAE_BUILD_TESTS CUAE_BUILD_BENCH CUAE_BUILD_CLI; do
+for opt in CUAE_CUDA CUAE_BUILD_TESTS CUAE_BUILD_BENCH CUAE_BUILD_CLI; do
   [ "$(cache "$opt")" != OFF ] || { echo "build-bundle: $obj was configured with $opt=OFF" >&2; exit 2; }
 done
 
