@@ -4,12 +4,7 @@
 
 namespace cuae::kern {
 
-const OpTable& cpu_ops() {
-#define CUAE_OP_ENTRY(name, A) &cpu::name,
-  static const OpTable t{CUAE_OP_TABLE(CUAE_OP_ENTRY)};
-#undef CUAE_OP_ENTRY
-  return t;
-}
+CUAE_DEFINE_OP_TABLE(cpu_ops, CUAE_OP_TABLE_ENTRY_CPU)
 
 // cuda_ops() is filled in kernels/cuda/op_table.cu (a build without CUDA has none).
 

@@ -703,7 +703,17 @@ struct OpTable {
 };
 
 const OpTable& cpu_ops();
-const OpTable& cuda_ops();
+const OpTable& cuda_ops();  // a build without CUDA: throws, naming why
+
+// Defines `const OpTable& FN()` holding NS::name for every op of the list (kernels/op_table.cpp,
+// kernels/cuda/op_table.cu): a missing or mis-typed op fails to compile or link.
+#define CUAE_OP_TABLE_ENTRY_CPU(name, A) &cpu::name,
+#define CUAE_OP_TABLE_ENTRY_CUDA(name, A) &cuda::name,
+#define CUAE_DEFINE_OP_TABLE(FN, ENTRY)                  \
+  const OpTable& FN() {                                  \
+    static const OpTable t{CUAE_OP_TABLE(ENTRY)};        \
+    return t;                                            \
+  }
 
 // Scalar activation math shared by both backends' reference formulas (host and device).
 #if defined(__CUDACC__)

@@ -4,11 +4,6 @@
 
 namespace cuae::kern {
 
-const OpTable& cuda_ops() {
-#define CUAE_OP_ENTRY(name, A) &cuda::name,
-  static const OpTable t{CUAE_OP_TABLE(CUAE_OP_ENTRY)};
-#undef CUAE_OP_ENTRY
-  return t;
-}
+CUAE_DEFINE_OP_TABLE(cuda_ops, CUAE_OP_TABLE_ENTRY_CUDA)
 
 }  // namespace cuae::kern
