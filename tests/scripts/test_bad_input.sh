@@ -135,6 +135,12 @@ PY
   epochs_option_overflows)
     config ""
     expect "--epochs" "$cuae" train --config "$tmp/c.toml" --device cpu --epochs 99999999999999999999 ;;
+  data_classes_and_contamination)
+    config "" "" good.idx
+    expect "set classes too" "$cuae" train --config "$tmp/c.toml" --device cpu --set data.contamination=0.2
+    expect "class indices" "$cuae" train --config "$tmp/c.toml" --device cpu --set "data.classes=[-1]"
+    expect "contamination" "$cuae" train --config "$tmp/c.toml" --device cpu --set "data.classes=[0]" --set data.contamination=1.5
+    expect "has no labels" "$cuae" train --config "$tmp/c.toml" --device cpu --set "data.classes=[0]" ;;
   lr_inf)
     config "" "" good.idx "lr = inf"
     expect lr "$cuae" train --config "$tmp/c.toml" --device cpu ;;
